@@ -1,0 +1,357 @@
+"""Recipes: YAML files that configure one experiment, merged with ``_base_`` pieces, overridden from the
+command line and validated against a schema before any work starts.
+
+A recipe names one model, one dataset and one task; the keys of its ``model`` section (besides ``name``)
+are the keyword arguments of the registered model builder, the extra keys of its ``data`` section those of
+the dataset source, and the keys of its ``loss`` section those of the loss. Those keys are checked against the
+builders' signatures, so a misspelt key fails before training with a did-you-mean suggestion.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import typing
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
+from pydantic import PositiveInt, ValidationError, create_model
+
+from densevision.registry import DATASETS, LOSSES, MODELS, TASKS, UnknownNameError, did_you_mean
+
+BASE_KEY = "_base_"
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used: the message names the file, the key path and what was expected."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _OpenSection(BaseModel):
+    """A section whose extra keys are a registered builder's keyword arguments (checked separately)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str
+
+    def kwargs(self) -> dict[str, Any]:
+        """Every key but ``name``: the keyword arguments for the builder."""
+        return dict(self.model_extra or {})
+
+
+class ModelSection(_OpenSection):
+    """``model.name`` picks a builder from ``MODELS``; other keys (``backbone``, ``num_classes``, ...) are its kwargs."""
+
+
+class DataSection(_OpenSection):
+    """``data.name`` picks a source from ``DATASETS``; keys not declared here are the source's kwargs."""
+
+    root: Optional[str] = None
+    batch_size: PositiveInt = Field(4, description="global batch: summed over all replicas and workers")
+    eval_batch_size: PositiveInt = 1
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    num_parallel_calls: Union[PositiveInt, Literal["auto"]] = "auto"
+    shuffle: bool = True
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class LossSection(_OpenSection):
+    """``loss.name`` picks from ``LOSSES``; other keys are its options."""
+
+
+class ScheduleSection(_Section):
+    name: Literal["constant", "exponential", "poly", "cosine", "step"] = "constant"
+    decay_rate: PositiveFloat = Field(0.995, description="exponential: lr *= decay_rate each epoch")
+    power: PositiveFloat = Field(0.9, description="poly: lr * (1 - t/T) ** power")
+    boundaries: list[PositiveInt] = Field(default_factory=list, description="step: epochs where lr *= factor")
+    factor: PositiveFloat = 0.1
+    min_lr: NonNegativeFloat = 0.0
+    warmup_epochs: NonNegativeFloat = 0.0
+
+
+class OptimizerSection(_Section):
+    name: Literal["sgd", "rmsprop", "adam", "adamw"] = "adam"
+    lr: PositiveFloat = Field(1e-3, description="learning rate for the global batch data.batch_size")
+    momentum: NonNegativeFloat = 0.9
+    nesterov: bool = False
+    weight_decay: NonNegativeFloat = 0.0
+    clipnorm: Optional[PositiveFloat] = None
+    base_batch_size: Optional[PositiveInt] = Field(
+        None, description="if set, lr is scaled linearly by data.batch_size / base_batch_size"
+    )
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+
+
+class TrainSection(_Section):
+    epochs: PositiveInt = 10
+    steps_per_epoch: Optional[PositiveInt] = None
+    val_steps: Optional[PositiveInt] = None
+    val_every: PositiveInt = 1
+    monitor: str = "val_loss"
+    monitor_mode: Literal["min", "max"] = "min"
+    seed: NonNegativeInt = 0
+    pictures_every: NonNegativeInt = Field(5, description="log sample pictures every N epochs (0: never)")
+    num_pictures: NonNegativeInt = 4
+
+
+class DistributeSection(_Section):
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker"] = "auto"
+    devices: Optional[list[str]] = None
+
+
+class WandbSection(_Section):
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "densevision"
+    entity: Optional[str] = None
+    tags: list[str] = Field(default_factory=list)
+    log_best_model: bool = False
+
+
+class TrackingSection(_Section):
+    wandb: WandbSection = Field(default_factory=WandbSection)
+    tensorboard: bool = True
+
+
+class AugmentationSection(_Section):
+    """Albumentations transforms as ``- TransformName: {param: value}`` (or ``- TransformName``), applied in order."""
+
+    train: list[Union[str, dict[str, Any]]] = Field(default_factory=list)
+    val: list[Union[str, dict[str, Any]]] = Field(default_factory=list)
+
+
+class OutputSection(_Section):
+    dir: str = "runs"
+
+
+class Recipe(_Section):
+    """A validated recipe. ``recipe.model.name``, ``recipe.data.batch_size``, ``recipe.optimizer.lr``, ..."""
+
+    name: str
+    task: str
+    model: ModelSection
+    data: DataSection
+    augmentation: AugmentationSection = Field(default_factory=AugmentationSection)
+    loss: Optional[LossSection] = None
+    optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    distribute: DistributeSection = Field(default_factory=DistributeSection)
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    jit_compile: bool = False
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+    demo: dict[str, Any] = Field(
+        default_factory=dict, description="overrides applied by --demo (dotted keys), e.g. {train.epochs: 3}"
+    )
+    source: Optional[str] = Field(None, description="the file this recipe was loaded from (set by load_recipe)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict of the fully resolved recipe (extras included)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
+    if not path.is_file():
+        where = f" (named in _base_ of {chain[-1]})" if chain else ""
+        raise RecipeError(f"{path}: recipe file not found{where}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _resolve_bases(path: Path, chain: tuple[Path, ...] = ()) -> OmegaConf:
+    """Merge ``_base_`` files (in order, recursively), then the file itself: later keys win."""
+    path = path.resolve()
+    if path in chain:
+        raise RecipeError(f"{path}: _base_ cycle: {' -> '.join(map(str, chain + (path,)))}")
+    data = _read_yaml(path, chain)
+    bases = data.pop(BASE_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise RecipeError(f"{path}: key '{BASE_KEY}': expected a file name or a list of file names")
+    merged = OmegaConf.create({})
+    for base in bases:
+        merged = OmegaConf.merge(merged, _resolve_bases(path.parent / base, chain + (path,)))
+    try:
+        return OmegaConf.merge(merged, OmegaConf.create(data))
+    except OmegaConfBaseException as e:
+        raise RecipeError(f"{path}: {e}") from None
+
+
+def parse_overrides(overrides: list[str], origin: str = "--set") -> OmegaConf:
+    """``["optimizer.lr=1e-4", "data.batch_size=8"]`` -> a config with typed values (YAML rules)."""
+    for item in overrides:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise RecipeError(f"{origin} {item!r}: expected KEY=VALUE, e.g. optimizer.lr=1e-4")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as e:
+        raise RecipeError(f"{origin}: cannot parse {overrides}: {e}") from None
+
+
+def _import_builtin_parts() -> None:
+    """Importing the packages registers the built-in models, datasets, losses and tasks."""
+    import densevision.data  # noqa: F401
+    import densevision.models  # noqa: F401
+    import densevision.tasks  # noqa: F401
+
+
+def _key_path(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+
+
+def _schema_fields(model_cls: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the section at ``loc`` (for did-you-mean on unknown keys)."""
+    cls: Any = model_cls
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return []
+        annotation = cls.model_fields[part].annotation
+        for arg in (annotation, *typing.get_args(annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                cls = arg
+                break
+        else:
+            return []
+    return list(cls.model_fields) if isinstance(cls, type) and issubclass(cls, BaseModel) else []
+
+
+def _format_validation_error(err: ValidationError, model_cls: type[BaseModel], prefix: tuple, extra_fields=()) -> list[str]:
+    lines = []
+    for item in err.errors():
+        loc = tuple(prefix) + tuple(item["loc"])
+        key = _key_path(loc)
+        if item["type"] == "extra_forbidden":
+            choices = list(extra_fields) or _schema_fields(model_cls, tuple(item["loc"])[:-1])
+            hint = did_you_mean(str(item["loc"][-1]), choices)
+            lines.append(f"key '{key}': unknown key{hint}" + (f"; expected one of: {', '.join(choices)}" if choices and not hint else ""))
+        elif item["type"] == "missing":
+            lines.append(f"key '{key}': required but missing")
+        else:
+            lines.append(f"key '{key}': {item['msg']} (got {item.get('input')!r})")
+    return lines
+
+
+def _signature_model(fn, skip: tuple[str, ...]) -> tuple[type[BaseModel], list[str]]:
+    """A pydantic model of ``fn``'s keyword arguments (types from its annotations)."""
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    sig = inspect.signature(target)
+    hints = typing.get_type_hints(target) if not inspect.isclass(fn) or target is not object.__init__ else {}
+    fields = {}
+    for pname, param in sig.parameters.items():
+        if pname in skip or pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = hints.get(pname, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, default)
+    model = create_model(
+        f"{getattr(fn, '__name__', 'builder')}_options",
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
+    return model, list(fields)
+
+
+def _check_builder_options(section: str, registry, name: str, options: dict, skip: tuple[str, ...]) -> tuple[list[str], dict]:
+    try:
+        builder = registry.get(name)
+    except UnknownNameError as e:
+        return [f"key '{section}.name': {e}"], options
+    model, fields = _signature_model(builder, skip)
+    try:
+        validated = model(**options).model_dump()
+    except ValidationError as err:
+        return _format_validation_error(err, model, (section,), extra_fields=fields), options
+    return [], {k: validated[k] for k in options}
+
+
+def validate_recipe(config: dict, source: str = "<recipe>") -> Recipe:
+    """Validate a merged recipe mapping; raise one :class:`RecipeError` listing every problem."""
+    _import_builtin_parts()
+    try:
+        recipe = Recipe(**config)
+    except ValidationError as err:
+        lines = _format_validation_error(err, Recipe, ())
+        raise RecipeError(f"{source}: invalid recipe:\n  " + "\n  ".join(lines)) from None
+    problems: list[str] = []
+    if recipe.task not in TASKS:
+        problems.append(f"key 'task': {UnknownNameError(f'unknown task {recipe.task!r}{did_you_mean(recipe.task, TASKS)}; choose one of: {chr(44).join(TASKS.names())}')}")
+    checks = [("model", MODELS, recipe.model, ()), ("data", DATASETS, recipe.data, ("root", "split"))]
+    if recipe.loss is not None:
+        checks.append(("loss", LOSSES, recipe.loss, ()))
+    for section, registry, value, skip in checks:
+        errs, validated = _check_builder_options(section, registry, value.name, value.kwargs(), skip)
+        problems += errs
+        if not errs:
+            for k, v in validated.items():
+                setattr(value, k, v)
+    if problems:
+        raise RecipeError(f"{source}: invalid recipe:\n  " + "\n  ".join(problems))
+    return recipe
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), demo: bool = False) -> Recipe:
+    """Load, merge (``_base_``), override and validate a recipe.
+
+    Args:
+        path: the recipe's YAML file.
+        overrides: dotted ``KEY=VALUE`` strings (``["optimizer.lr=1e-4", "data.batch_size=8"]``), applied last;
+            values follow YAML typing.
+        demo: also apply the recipe's ``demo`` overrides (the task's generated data and a short schedule),
+            before ``overrides``.
+
+    Returns:
+        The validated :class:`Recipe`.
+
+    Raises:
+        RecipeError: naming the file, the key path, what was expected and a did-you-mean suggestion.
+    """
+    path = Path(path)
+    merged = _resolve_bases(path)
+    merged = OmegaConf.to_container(merged, resolve=True)
+    merged.setdefault("name", path.stem)
+    if demo:
+        demo_overrides = [f"{k}={_yaml_scalar(v)}" for k, v in (merged.get("demo") or {}).items()]
+        merged = _apply(merged, demo_overrides, f"{path}: demo")
+    merged = _apply(merged, list(overrides), "--set")
+    merged["source"] = str(path)
+    return validate_recipe(merged, source=str(path))
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _apply(config: dict, overrides: list[str], origin: str) -> dict:
+    if not overrides:
+        return config
+    merged = OmegaConf.merge(OmegaConf.create(config), parse_overrides(overrides, origin))
+    return OmegaConf.to_container(merged, resolve=True)
+
+
+def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
+    """Write the fully resolved recipe as YAML (atomically)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(recipe.to_yaml())
+    os.replace(tmp, path)

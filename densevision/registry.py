@@ -1,0 +1,80 @@
+"""Name -> builder registries: a new backbone, head, dataset or task is one ``@REGISTRY.register`` away."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Iterator
+
+
+class UnknownNameError(KeyError):
+    """A name that no registered builder answers to; the message lists the choices."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0])
+
+
+def did_you_mean(name: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Registry:
+    """A mapping from recipe names to builders (functions or classes).
+
+    Example:
+        >>> BACKBONES = Registry("backbone")
+        >>> @BACKBONES.register("vgg16")
+        ... def vgg16(**kwargs): ...
+        >>> BACKBONES.get("vgg16")
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Callable] = {}
+
+    def register(self, name: str | None = None, *, aliases: tuple[str, ...] = ()):
+        """Decorator registering ``obj`` under ``name`` (default: its ``__name__``) and any aliases."""
+
+        def decorator(obj):
+            for key in (name or obj.__name__, *aliases):
+                if key in self._items and self._items[key] is not obj:
+                    raise ValueError(f"{self.kind} {key!r} is already registered to {self._items[key]!r}")
+                self._items[key] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> Callable:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}; "
+                f"choose one of: {', '.join(sorted(self._items))}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+
+BACKBONES = Registry("backbone")
+"""``name -> fn(weights=None, output_stride=32, input_shape=(None, None, 3)) -> keras.Model`` (dict P1..P5)."""
+
+MODELS = Registry("model")
+"""``name -> fn(**model_section) -> keras.Model``; the recipe's ``model`` keys are the builder's keyword args."""
+
+DATASETS = Registry("dataset")
+"""``name -> Source class(root, split, **data_options)``: indexable samples for one task."""
+
+TASKS = Registry("task")
+"""``name -> Task class``: targets, loss, metrics, decoding and pictures of one kind of problem."""
+
+LOSSES = Registry("loss")
+"""``name -> fn(**options) -> callable(y_true, y_pred) -> per-example loss``."""
