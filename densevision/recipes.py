@@ -100,6 +100,12 @@ class TrainSection(_Section):
     monitor: str = "val_loss"
     monitor_mode: Literal["min", "max"] = "min"
     seed: NonNegativeInt = 0
+    max_minutes: Optional[PositiveFloat] = Field(
+        None, description="time budget: after the epoch that passes it, validate, save and stop")
+    precise_bn_batches: NonNegativeInt = Field(
+        0, description="before each validation, re-estimate batch-norm statistics over this many training batches")
+    init_weights: Optional[str] = Field(
+        None, description="start from these model weights (.keras or .weights.h5), not their optimiser state")
     pictures_every: NonNegativeInt = Field(5, description="log sample pictures every N epochs (0: never)")
     num_pictures: NonNegativeInt = 4
 
@@ -210,10 +216,10 @@ def parse_overrides(overrides: list[str], origin: str = "--set") -> OmegaConf:
 
 
 def _import_builtin_parts() -> None:
-    """Importing the packages registers the built-in models, datasets, losses and tasks."""
-    import densevision.data  # noqa: F401
-    import densevision.models  # noqa: F401
-    import densevision.tasks  # noqa: F401
+    """Importing the built-in modules registers their models, datasets, losses and tasks."""
+    from densevision.builtin import load_builtin_parts
+
+    load_builtin_parts()
 
 
 def _key_path(loc: tuple) -> str:
@@ -272,7 +278,8 @@ def _signature_model(fn, skip: tuple[str, ...]) -> tuple[type[BaseModel], list[s
     return model, list(fields)
 
 
-def _check_builder_options(section: str, registry, name: str, options: dict, skip: tuple[str, ...]) -> tuple[list[str], dict]:
+def _check_builder_options(section: str, registry, name: str, options: dict, skip: tuple[str, ...],
+                           declared: tuple[str, ...] = ()) -> tuple[list[str], dict]:
     try:
         builder = registry.get(name)
     except UnknownNameError as e:
@@ -281,7 +288,8 @@ def _check_builder_options(section: str, registry, name: str, options: dict, ski
     try:
         validated = model(**options).model_dump()
     except ValidationError as err:
-        return _format_validation_error(err, model, (section,), extra_fields=fields), options
+        # suggestions come from the builder's options and the section's own keys (data.root, data.batch_size, ...)
+        return _format_validation_error(err, model, (section,), extra_fields=[*declared, *fields]), options
     return [], {k: validated[k] for k in options}
 
 
@@ -300,7 +308,8 @@ def validate_recipe(config: dict, source: str = "<recipe>") -> Recipe:
     if recipe.loss is not None:
         checks.append(("loss", LOSSES, recipe.loss, ()))
     for section, registry, value, skip in checks:
-        errs, validated = _check_builder_options(section, registry, value.name, value.kwargs(), skip)
+        errs, validated = _check_builder_options(section, registry, value.name, value.kwargs(), skip,
+                                                 declared=tuple(type(value).model_fields))
         problems += errs
         if not errs:
             for k, v in validated.items():

@@ -1,0 +1,1 @@
+"""The task-agnostic engine: training loop, distribution, checkpoints, tracking, evaluation."""

@@ -1,0 +1,123 @@
+"""Run folders and atomic checkpoint writes: a kill at any moment leaves the last complete checkpoint intact."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or run folder that cannot be written or read; the message names the file."""
+
+
+def new_run_dir(output_dir: str | os.PathLike, recipe_name: str) -> Path:
+    """Create ``<output_dir>/<recipe_name>/<timestamp>/`` and return it; never reuses an existing folder."""
+    parent = Path(output_dir) / recipe_name
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"cannot create the output folder {parent}: {e.strerror}") from None
+    for attempt in range(1000):
+        run_dir = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            run_dir.mkdir()  # atomic: fails if another run took the name
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise CheckpointError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
+        return run_dir
+    raise CheckpointError(f"could not find a free run folder name under {parent}")
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path`` (same folder, so the rename is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        reason = "the disk is full" if e.errno == errno.ENOSPC else e.strerror or str(e)
+        raise CheckpointError(f"could not write {path}: {reason}") from None
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> None:
+    """``model.save(path)`` (``.keras``: weights, optimizer state, config) via a temporary file and a rename."""
+    _atomic_write(Path(path), lambda tmp: model.save(tmp))
+
+
+def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    _atomic_write(Path(dst), lambda tmp: shutil.copyfile(src, tmp))
+
+
+def restore_training_state(model: keras.Model, path: str | os.PathLike) -> None:
+    """Load weights *and* optimiser state from a ``.keras`` checkpoint into a model built from the same recipe.
+
+    The optimiser must be built (its slot variables created) first; the step counter comes back with it, so the
+    learning-rate schedule continues where it stopped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        model.load_weights(path)
+    except Exception as e:  # corrupt zip, wrong architecture, truncated file
+        raise CheckpointError(f"checkpoint {path} could not be loaded ({type(e).__name__}: {e}); "
+                              f"it may be corrupt or from another recipe") from None
+
+
+def load_model_weights(model: keras.Model, path: str | os.PathLike) -> None:
+    """Copy model weights (not optimiser state) from a ``.keras`` or ``.weights.h5`` file into ``model``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"train.init_weights: {path} does not exist")
+    try:
+        if path.suffix == ".keras":
+            source = keras.saving.load_model(path, compile=False, safe_mode=True)
+            model.set_weights(source.get_weights())
+        else:
+            model.load_weights(path)
+    except Exception as e:
+        raise CheckpointError(f"train.init_weights: could not load {path} into {model.name} "
+                              f"({type(e).__name__}: {e})") from None
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of ``history.csv`` (Keras CSVLogger format), or ``[]``."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def truncate_history(path: str | os.PathLike, epochs_done: int) -> list[dict[str, str]]:
+    """Keep the rows of epochs ``< epochs_done`` (a run killed after logging but before its checkpoint)."""
+    rows = [r for r in read_history(path) if int(r["epoch"]) < epochs_done]
+    if Path(path).is_file():
+        fields = list(read_history(path)[0].keys()) if read_history(path) else []
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        if fields:
+            _atomic_write(Path(path), write)
+    return rows

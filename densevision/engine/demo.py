@@ -1,0 +1,35 @@
+"""``--demo``: the task's generated data and the recipe's short schedule, so any recipe runs with no dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from densevision.recipes import Recipe, validate_recipe
+from densevision.registry import TASKS
+
+
+def demo_cache_dir(task: str) -> Path:
+    """Where generated demo data lives: ``$DENSEVISION_CACHE`` or ``~/.cache/densevision``, then ``demo/<task>``."""
+    root = os.environ.get("DENSEVISION_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "densevision")
+    return Path(root) / "demo" / task
+
+
+def apply_demo(recipe: Recipe, directory: str | os.PathLike | None = None) -> Recipe:
+    """Generate (once) the task's demo dataset and point the recipe at it.
+
+    The recipe's own ``demo:`` overrides (short schedule, small crops) are applied by
+    ``load_recipe(..., demo=True)``; this adds the data location the task's generator returns.
+    """
+    task_cls = TASKS.get(recipe.task)
+    directory = Path(directory) if directory else demo_cache_dir(recipe.task)
+    directory.mkdir(parents=True, exist_ok=True)
+    overrides = task_cls.make_demo_data(str(directory))
+    config = recipe.to_dict()
+    for dotted, value in overrides.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return validate_recipe(config, source=recipe.source or "<recipe>")

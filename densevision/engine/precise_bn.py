@@ -1,0 +1,55 @@
+"""Re-estimate batch-norm statistics after training ("precise BN", Wu & Johnson 2021).
+
+Keras' BatchNormalization keeps an exponential moving average (momentum 0.99) of the batch statistics; after a short
+training run that average still remembers the early weights, and inference-mode predictions are poor. Measured on
+CamVid (FACTS.md): FC-DenseNet56 after 240 steps scored 0.03 val mIoU with the moving averages and 0.234 after
+re-estimating them over 100 training batches, with dropout off and no weight change.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+
+def _batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)
+            and layer.trainable]
+
+
+def recompute_batchnorm_statistics(model: keras.Model, dataset: tf.data.Dataset, num_batches: int,
+                                   progress: bool = True) -> int:
+    """Replace every trainable BatchNormalization's moving mean/variance with the average over ``num_batches``.
+
+    Args:
+        model: the trained model; its weights are not changed.
+        dataset: yields ``(images (B, H, W, 3), targets)`` (training augmentation is fine; only images are used).
+        num_batches: how many batches to average.
+
+    Returns:
+        The number of batches used.
+    """
+    layers = _batchnorm_layers(model)
+    if not layers or num_batches <= 0:
+        return 0
+    dropouts = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dropout)]
+    saved = [(layer, layer.momentum) for layer in layers]
+    saved_rates = [(layer, layer.rate) for layer in dropouts]
+    for layer in dropouts:  # dropout would change the statistics the inference model sees
+        layer.rate = 0.0
+    used = 0
+    try:
+        for images, _ in tqdm(dataset.take(num_batches), total=num_batches, desc="precise BN",
+                              disable=not progress):
+            used += 1
+            for layer in layers:
+                # momentum 1 - 1/n turns the moving average into the plain mean of the n batch statistics
+                layer.momentum = 1.0 - 1.0 / used
+            model(images, training=True)
+    finally:
+        for layer, momentum in saved:
+            layer.momentum = momentum
+        for layer, rate in saved_rates:
+            layer.rate = rate
+    return used

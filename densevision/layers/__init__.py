@@ -1,0 +1,1 @@
+"""Building blocks shared by heads: preprocessing, padding, dense blocks, the context module."""

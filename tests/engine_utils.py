@@ -1,0 +1,67 @@
+"""Shared helpers for engine tests: a tiny segmentation recipe on generated street scenes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_TOOL = str(ROOT / "tools" / "train.py")
+
+# A two-block FC-DenseNet: a real model of the library, small enough to train in seconds. No dropout, so
+# runs under different strategies see identical forward passes.
+TINY_MODEL = {"name": "fc_densenet", "num_classes": 11, "blocks_down": [1, 1], "bottleneck": 1,
+              "growth_rate": 4, "first_filters": 8, "dropout": 0.0}
+
+
+def make_street_data(directory: Path) -> Path:
+    from densevision.data.demo_streets import make_demo_camvid
+
+    make_demo_camvid(str(directory), num_train=8, num_val=2, num_test=2, height=32, width=32, seed=0)
+    return directory
+
+
+def write_recipe(path: Path, data_root: Path, **sections) -> Path:
+    recipe = {
+        "task": "segmentation",
+        "model": dict(TINY_MODEL),
+        "data": {"name": "camvid", "root": str(data_root), "batch_size": 4, "eval_batch_size": 2,
+                 "num_parallel_calls": 1},
+        "optimizer": {"name": "adam", "lr": 1e-3},
+        "train": {"epochs": 2, "steps_per_epoch": 2, "seed": 0, "pictures_every": 0, "monitor": "val_miou",
+                  "monitor_mode": "max"},
+        "distribute": {"strategy": "default"},
+        "tracking": {"wandb": {"mode": "disabled"}, "tensorboard": True},
+    }
+    for key, value in sections.items():
+        recipe.setdefault(key, {}).update(value) if isinstance(value, dict) else recipe.__setitem__(key, value)
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tool_env(**extra) -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", WANDB_SILENT="true", TF_CPP_MIN_LOG_LEVEL="2")
+    env.update(extra)
+    return env
+
+
+def run_train(args: list[str], timeout: int = 300, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, TRAIN_TOOL, *args], capture_output=True, text=True, timeout=timeout,
+                          env=tool_env(**env))
+
+
+def only_run_dir(output: Path) -> Path:
+    runs = [p for p in output.glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, f"expected one run folder under {output}, found {runs}"
+    return runs[0]

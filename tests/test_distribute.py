@@ -1,0 +1,81 @@
+"""tf.distribute without GPUs: MirroredStrategy over 2 logical CPUs, MultiWorkerMirroredStrategy over 2 processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from engine_utils import ROOT, TRAIN_TOOL, free_port, make_street_data, only_run_dir, tool_env, write_recipe
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import densevision
+    from densevision.engine.trainer import Trainer
+    recipe_path, out = sys.argv[1], sys.argv[2]
+    losses = {}
+    for name, overrides in [("mirrored", ["distribute.strategy=mirrored", "distribute.devices=[/cpu:0,/cpu:1]"]),
+                            ("single", ["distribute.strategy=default"])]:
+        recipe = densevision.load_recipe(recipe_path, overrides)
+        trainer = Trainer(recipe, output_dir=f"{out}/{name}", progress=False)
+        result = trainer.fit()
+        losses[name] = {"replicas": trainer.strategy.num_replicas_in_sync,
+                        "loss": [row["loss"] for row in result.history],
+                        "val_loss": [row["val_loss"] for row in result.history]}
+    print("RESULT" + json.dumps(losses))
+""")
+
+
+def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path):
+    data = make_street_data(tmp_path / "streets")
+    # Synchronised batch norm: the statistics of the global batch, as on one device.
+    recipe = write_recipe(tmp_path / "m.yaml", data, model={"synchronized_bn": True},
+                          train={"epochs": 2, "steps_per_epoch": 3})
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), str(recipe), str(tmp_path / "out")], capture_output=True,
+                            text=True, timeout=400, env=tool_env(), cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = json.loads(result.stdout.split("RESULT", 1)[1])
+    assert losses["mirrored"]["replicas"] == 2 and losses["single"]["replicas"] == 1
+    for key in ("loss", "val_loss"):
+        assert losses["mirrored"][key] == pytest.approx(losses["single"][key], rel=2e-3, abs=2e-4), key
+
+
+def test_multi_worker_mirrored_two_processes(tmp_path):
+    data = make_street_data(tmp_path / "streets")
+    recipe = write_recipe(tmp_path / "mw.yaml", data, distribute={"strategy": "multi_worker"},
+                          train={"epochs": 2, "steps_per_epoch": 2})
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    output = tmp_path / "out"
+    procs = []
+    try:
+        for index in range(2):
+            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            procs.append(subprocess.Popen(
+                [sys.executable, TRAIN_TOOL, str(recipe), "--output", str(output)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env=tool_env(TF_CONFIG=tf_config), start_new_session=True))
+        deadline = time.time() + 400
+        while time.time() < deadline and any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        codes = [p.poll() for p in procs]
+    finally:
+        # A worker whose peer never joins blocks and ignores SIGTERM: SIGKILL the whole process group.
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=30)
+    logs = [p.stdout.read()[-3000:] for p in procs]
+    assert codes == [0, 0], f"exit codes {codes}\n" + "\n-----\n".join(logs)
+    run_dir = only_run_dir(output)  # only the chief wrote a run folder
+    rows = (run_dir / "history.csv").read_text().strip().splitlines()
+    assert len(rows) == 3  # header + 2 epochs
+    assert (run_dir / "checkpoints" / "last.keras").is_file()

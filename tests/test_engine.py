@@ -1,0 +1,165 @@
+"""The training engine: run folders, checkpoints, schedules, tracking, seeds, kill and resume."""
+
+import csv
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import densevision  # noqa: F401  (backend + registrations)
+import keras
+from densevision.engine.checkpoints import CheckpointError, new_run_dir, restore_training_state
+from densevision.engine.optim import EpochSchedule, effective_lr
+from engine_utils import TRAIN_TOOL, make_street_data, only_run_dir, run_train, tool_env, write_recipe
+
+
+@pytest.fixture(scope="module")
+def street_data(tmp_path_factory):
+    return make_street_data(tmp_path_factory.mktemp("streets"))
+
+
+def history_rows(run_dir):
+    with open(run_dir / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ------------------------------------------------------------------------------------------------ schedules
+def test_exponential_schedule_decays_once_per_epoch():
+    schedule = EpochSchedule(1e-3, steps_per_epoch=10, total_epochs=100, name="exponential", decay_rate=0.995)
+    for step, epochs in [(0, 0), (9, 0), (10, 1), (25, 2), (1000, 100)]:
+        assert float(schedule(step)) == pytest.approx(1e-3 * 0.995 ** epochs, rel=1e-5)
+
+
+def test_poly_cosine_step_and_warmup_against_formulas():
+    poly = EpochSchedule(0.1, 10, 10, name="poly", power=0.9)
+    assert float(poly(50)) == pytest.approx(0.1 * (1 - 0.5) ** 0.9, rel=1e-5)
+    cosine = EpochSchedule(0.1, 10, 10, name="cosine", min_lr=0.01)
+    assert float(cosine(25)) == pytest.approx(0.01 + 0.5 * 0.09 * (1 + math.cos(math.pi * 0.25)), rel=1e-5)
+    step = EpochSchedule(0.1, 10, 10, name="step", boundaries=[3, 6], factor=0.1)
+    assert [round(float(step(s)), 6) for s in (29, 30, 60)] == [0.1, 0.01, 0.001]
+    warm = EpochSchedule(0.1, 10, 10, name="constant", warmup_epochs=2)
+    assert float(warm(5)) == pytest.approx(0.1 * 5 / 20, rel=1e-5)
+
+
+def test_linear_learning_rate_scaling(tmp_path, street_data):
+    recipe = densevision.load_recipe(write_recipe(tmp_path / "r.yaml", street_data),
+                                     ["optimizer.lr=0.1", "optimizer.base_batch_size=2", "data.batch_size=8"])
+    assert effective_lr(recipe) == pytest.approx(0.4)
+
+
+# ------------------------------------------------------------------------------------------------ run folders
+def test_run_folders_are_never_reused(tmp_path):
+    first, second = new_run_dir(tmp_path, "exp"), new_run_dir(tmp_path, "exp")
+    assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_unwritable_output_names_the_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError, match=str(blocker)):
+        new_run_dir(blocker, "exp")
+
+
+def test_corrupt_checkpoint_error_names_the_file(tmp_path):
+    bad = tmp_path / "last.keras"
+    bad.write_bytes(b"this is not a zip file")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with pytest.raises(CheckpointError, match=str(bad)):
+        restore_training_state(model, bad)
+
+
+# ------------------------------------------------------------------------------------------------ training
+def test_train_creates_the_contract_run_folder(tmp_path, street_data):
+    recipe = write_recipe(tmp_path / "tiny.yaml", street_data)
+    result = run_train([str(recipe), "--output", str(tmp_path / "out")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path / "out")
+    assert run_dir.parent.name == "tiny"
+    for name in ["recipe.yaml", "checkpoints/last.keras", "checkpoints/best.keras", "history.csv"]:
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (run_dir / "wandb").exists(), "wandb mode 'disabled' must write nothing"
+    rows = history_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"loss", "val_loss", "val_miou", "lr"} <= set(rows[0])
+    # The checkpoints load in safe mode once densevision is imported, and predict per-pixel logits.
+    model = keras.saving.load_model(run_dir / "checkpoints" / "best.keras", safe_mode=True)
+    logits = model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0)
+    assert logits.shape == (1, 32, 32, 11)
+    assert "best val_miou" in result.stdout  # the end-of-run summary
+
+
+def test_same_seed_same_losses(tmp_path, street_data):
+    recipe = write_recipe(tmp_path / "seeded.yaml", street_data, train={"epochs": 1, "steps_per_epoch": 3})
+    losses = []
+    for out in ("a", "b"):
+        result = run_train([str(recipe), "--output", str(tmp_path / out)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        losses.append(float(history_rows(only_run_dir(tmp_path / out))[0]["loss"]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    other = run_train([str(recipe), "--output", str(tmp_path / "c"), "--set", "train.seed=7"])
+    assert float(history_rows(only_run_dir(tmp_path / "c"))[0]["loss"]) != pytest.approx(losses[0], rel=1e-6)
+
+
+def test_wandb_offline_writes_its_files(tmp_path, street_data):
+    recipe = write_recipe(tmp_path / "wb.yaml", street_data, train={"epochs": 1, "steps_per_epoch": 1},
+                          tracking={"wandb": {"mode": "offline", "project": "densevision-test"}})
+    result = run_train([str(recipe), "--output", str(tmp_path / "out")], WANDB_MODE="offline")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path / "out")
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert offline, f"no offline W&B run under {run_dir / 'wandb'}"
+    assert list(offline[0].glob("*.wandb")), "the offline run holds no .wandb log"
+
+
+def test_kill_mid_epoch_then_resume_completes_the_plan(tmp_path, street_data):
+    epochs = 4
+    recipe = write_recipe(tmp_path / "long.yaml", street_data, train={"epochs": epochs, "steps_per_epoch": 6})
+    output = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, TRAIN_TOOL, str(recipe), "--output", str(output)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=tool_env())
+    try:
+        deadline = time.time() + 240
+        last = None
+        while time.time() < deadline and proc.poll() is None:
+            runs = list(output.glob("*/*/checkpoints/last.keras"))
+            if runs:
+                last = runs[0]
+                break
+            time.sleep(0.2)
+        assert last is not None, "no checkpoint appeared before the deadline"
+        time.sleep(1.0)  # well into the next epoch
+        assert proc.poll() is None, "training finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_dir = only_run_dir(output)
+    done_before = len(history_rows(run_dir))
+    assert 1 <= done_before < epochs
+
+    resumed = run_train(["--resume", str(run_dir)])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming" in resumed.stdout
+    rows = history_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == list(range(epochs)), "history must be continuous"
+    assert not list(run_dir.glob("checkpoints/.*")), "no temporary checkpoint files may remain"
+    model = keras.saving.load_model(run_dir / "checkpoints" / "last.keras", safe_mode=True)
+    assert int(model.optimizer.iterations.numpy()) == epochs * 6
+    # The schedule continued: the logged rates follow one curve across the kill.
+    assert all(float(r["lr"]) > 0 for r in rows)
+    assert len(list(output.glob("*/*"))) == 1, "resume must continue in place, not start a new run"
+
+
+def test_resume_of_a_folder_without_checkpoint_is_a_clear_error(tmp_path, street_data):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "recipe.yaml").write_text(write_recipe(tmp_path / "r.yaml", street_data).read_text())
+    result = run_train(["--resume", str(run_dir)])
+    assert result.returncode != 0
+    assert "last.keras" in result.stderr

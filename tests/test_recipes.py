@@ -1,0 +1,136 @@
+"""Recipes: _base_ merging, typed --set overrides, schema errors that name file, key and expectation."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import densevision
+from densevision import RecipeError, load_recipe
+from densevision.registry import MODELS, Registry, UnknownNameError
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p for p in (ROOT / "recipes").glob("*.yaml"))
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def base_recipe(tmp_path):
+    write(tmp_path / "_base_" / "data.yaml", "task: segmentation\ndata: {name: camvid, root: here, batch_size: 3}\n")
+    return write(tmp_path / "exp.yaml", "_base_: _base_/data.yaml\nmodel: {name: fc_densenet56, num_classes: 11}\n"
+                                        "data: {batch_size: 5}\noptimizer: {name: rmsprop, lr: 0.001}\n")
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_every_shipped_recipe_validates(path):
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem
+    assert recipe.model.name in MODELS
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_every_shipped_recipe_validates_in_demo_mode(path):
+    recipe = load_recipe(path, demo=True)
+    assert recipe.train.epochs <= 20, "demo schedules must stay short"
+
+
+def test_base_merging_later_keys_win(base_recipe):
+    recipe = load_recipe(base_recipe)
+    assert recipe.data.batch_size == 5  # the recipe overrides its base
+    assert recipe.data.root == "here"  # kept from the base
+    assert recipe.task == "segmentation"
+
+
+def test_overrides_are_typed(base_recipe):
+    recipe = load_recipe(base_recipe, ["optimizer.lr=1e-4", "data.batch_size=8", "train.seed=3",
+                                       "tracking.wandb.tags=[a,b]", "jit_compile=true"])
+    assert recipe.optimizer.lr == pytest.approx(1e-4) and isinstance(recipe.optimizer.lr, float)
+    assert recipe.data.batch_size == 8 and isinstance(recipe.data.batch_size, int)
+    assert recipe.tracking.wandb.tags == ["a", "b"]
+    assert recipe.jit_compile is True
+
+
+def test_misspelt_key_names_file_path_and_suggestion(base_recipe):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(base_recipe, ["optimizer.lrr=0.1"])
+    message = str(err.value)
+    assert str(base_recipe) in message
+    assert "optimizer.lrr" in message
+    assert "did you mean 'lr'" in message
+
+
+def test_misspelt_builder_option_is_checked_against_the_signature(base_recipe):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(base_recipe, ["model.num_clases=3"])
+    assert "model.num_clases" in str(err.value) and "did you mean 'num_classes'" in str(err.value)
+
+
+def test_wrong_type_names_key_and_expectation(base_recipe):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(base_recipe, ["data.batch_size=many"])
+    assert "data.batch_size" in str(err.value) and "integer" in str(err.value)
+
+
+def test_bad_value_and_unknown_name(base_recipe):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(base_recipe, ["precision=float8", "model.name=fc_densenet_56"])
+    message = str(err.value)
+    assert "precision" in message and "mixed_bfloat16" in message  # lists the allowed values
+    assert "did you mean 'fc_densenet56'" in message
+
+
+def test_missing_required_field(tmp_path):
+    path = write(tmp_path / "r.yaml", "task: segmentation\nmodel: {name: fc_densenet56, num_classes: 11}\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert "key 'data': required but missing" in str(err.value)
+
+
+def test_missing_file_and_missing_base(tmp_path):
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    path = write(tmp_path / "r.yaml", "_base_: gone.yaml\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert "gone.yaml" in str(err.value) and "named in _base_" in str(err.value)
+
+
+def test_bad_override_syntax(base_recipe):
+    with pytest.raises(RecipeError, match="expected KEY=VALUE"):
+        load_recipe(base_recipe, ["optimizer.lr"])
+
+
+def test_registry_did_you_mean():
+    registry = Registry("widget")
+    registry.register("resnet50")(object)
+    with pytest.raises(UnknownNameError, match="did you mean 'resnet50'"):
+        registry.get("resnet5O")
+
+
+def test_resolved_recipe_roundtrips(base_recipe, tmp_path):
+    recipe = load_recipe(base_recipe, ["optimizer.lr=0.01"])
+    saved = write(tmp_path / "saved" / "recipe.yaml", recipe.to_yaml())
+    again = load_recipe(saved)
+    assert again.to_dict() | {"source": None} == recipe.to_dict() | {"source": None}
+
+
+def test_dry_run_cli_exit_codes(base_recipe):
+    tool = [sys.executable, str(ROOT / "tools" / "train.py")]
+    bad = subprocess.run(tool + [str(base_recipe), "--dry-run", "--set", "optimizer.lrr=1"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert "did you mean 'lr'" in bad.stderr
+    good = subprocess.run(tool + [str(base_recipe), "--dry-run"], capture_output=True, text=True, timeout=300)
+    assert good.returncode == 0, good.stderr
+    assert "valid" in good.stdout
+
+
+def test_public_api_contract():
+    for name in ["load_recipe", "build_model", "build_backbone", "to_fully_convolutional"]:
+        assert callable(getattr(densevision, name))
