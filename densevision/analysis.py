@@ -10,6 +10,7 @@ explained in ``docs/layer_table.md``.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass, replace
@@ -45,7 +46,7 @@ _ZERO_MAC_WEIGHTED = (
     L.BatchNormalization, L.LayerNormalization, L.GroupNormalization, L.Normalization, L.PReLU, L.Embedding,
 )
 # Upsampling interpolation -> taps per output along an axis (bilinear reads 2 neighbours, bicubic 4).
-_INTERPOLATION_TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4, "lanczos3": 6, "lanczos5": 10, "area": 1}
+_INTERPOLATION_TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4, "lanczos3": 6, "lanczos5": 10}
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ def _input_shapes(graph, model_name: str, input_shape) -> list[tuple]:
             default = DEFAULT_INPUT_SHAPE if len(fixed) == len(DEFAULT_INPUT_SHAPE) else (None,) * len(fixed)
             wanted = tuple(f if f is not None else d for f, d in zip(fixed, default))
         if len(wanted) != len(fixed) or any(
-            w is None or isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in wanted
+            w is None or isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 for w in wanted
         ):
             raise ValueError(
                 f"input_shape {wanted!r} for input {index} of model {model_name!r}: expected {len(fixed)} positive "
@@ -490,8 +491,8 @@ def _field_text(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return "x".join(f"{v:g}" for v in value)
-    return f"{value:g}"
+        return "x".join(_field_text(v) for v in value)
+    return str(value) if isinstance(value, int) else f"{value:.3g}"
 
 
 def _compact(value: float) -> str:

@@ -247,6 +247,7 @@ class _Rewriter:
         self.weight_copies: list[tuple[Any, Any]] = []  # (new layer, original layer or weights list)
         self.conv_bands = conv_bands or {}
         self.used_names: set[str] = set()
+        self.averages_made: set[str] = set()
 
     # -- bookkeeping
     def state(self, tensor) -> _State:
@@ -443,9 +444,10 @@ class _Rewriter:
         return self.call_copy(layer, new_layer, args, kwargs, weights=weights)
 
     def apply_average(self, tensor, state: _State):
-        pool = keras.layers.AveragePooling2D(
-            pool_size=state.window, strides=1, padding="valid", name=self.unique_name(state.pooled_by)
-        )
+        # named after the global pooling it replaces (its name was reserved when that layer was met)
+        name = state.pooled_by if state.pooled_by not in self.averages_made else self.unique_name(state.pooled_by)
+        self.averages_made.add(name)
+        pool = keras.layers.AveragePooling2D(pool_size=state.window, strides=1, padding="valid", name=name)
         outputs = pool(tensor)
         self.mark(outputs, _State(_VECTOR))
         return outputs

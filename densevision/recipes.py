@@ -269,6 +269,8 @@ def _signature_model(fn, skip: tuple[str, ...]) -> tuple[type[BaseModel], list[s
             continue
         annotation = hints.get(pname, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
+        if isinstance(default, tuple):  # builders use tuples as immutable list defaults
+            default = list(default)
         fields[pname] = (annotation, default)
     model = create_model(
         f"{getattr(fn, '__name__', 'builder')}_options",
@@ -296,26 +298,33 @@ def _check_builder_options(section: str, registry, name: str, options: dict, ski
 def validate_recipe(config: dict, source: str = "<recipe>") -> Recipe:
     """Validate a merged recipe mapping; raise one :class:`RecipeError` listing every problem."""
     _import_builtin_parts()
+    problems: list[str] = []
+    recipe = None
     try:
         recipe = Recipe(**config)
     except ValidationError as err:
-        lines = _format_validation_error(err, Recipe, ())
-        raise RecipeError(f"{source}: invalid recipe:\n  " + "\n  ".join(lines)) from None
-    problems: list[str] = []
-    if recipe.task not in TASKS:
-        problems.append(f"key 'task': {UnknownNameError(f'unknown task {recipe.task!r}{did_you_mean(recipe.task, TASKS)}; choose one of: {chr(44).join(TASKS.names())}')}")
-    checks = [("model", MODELS, recipe.model, ()), ("data", DATASETS, recipe.data, ("root", "split"))]
-    if recipe.loss is not None:
-        checks.append(("loss", LOSSES, recipe.loss, ()))
-    for section, registry, value, skip in checks:
-        errs, validated = _check_builder_options(section, registry, value.name, value.kwargs(), skip,
-                                                 declared=tuple(type(value).model_fields))
+        problems += _format_validation_error(err, Recipe, ())
+    task = config.get("task")
+    if isinstance(task, str) and task not in TASKS:
+        problems.append(f"key 'task': unknown task {task!r}{did_you_mean(task, TASKS)}; "
+                        f"choose one of: {', '.join(TASKS.names())}")
+    # The builders' options are checked even when the schema failed, so one run reports every problem.
+    checks = [("model", MODELS, ModelSection, ()), ("data", DATASETS, DataSection, ("root", "split")),
+              ("loss", LOSSES, LossSection, ())]
+    validated_options = {}
+    for section, registry, section_cls, skip in checks:
+        raw = config.get(section)
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            continue
+        options = {k: v for k, v in raw.items() if k not in section_cls.model_fields}
+        errs, validated_options[section] = _check_builder_options(
+            section, registry, raw["name"], options, skip, declared=tuple(section_cls.model_fields))
         problems += errs
-        if not errs:
-            for k, v in validated.items():
-                setattr(value, k, v)
     if problems:
         raise RecipeError(f"{source}: invalid recipe:\n  " + "\n  ".join(problems))
+    for section, options in validated_options.items():
+        for key, value in options.items():
+            setattr(getattr(recipe, section), key, value)
     return recipe
 
 

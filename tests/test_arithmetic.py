@@ -105,7 +105,9 @@ def test_transposed_conv_output_size_matches_real_tensorflow_ops():
         keras_output_padding = None if output_padding is None else (output_padding, 0)
         if padding == "same" and kernel % 2 == 0 and output_padding is not None:
             # TensorFlow's oneDNN kernel rejects these shapes; compare with the Keras layer's declared shape
-            layer = keras.layers.Conv2DTranspose(1, (kernel, 1), (stride, 1), padding, output_padding=keras_output_padding)
+            layer = keras.layers.Conv2DTranspose(
+                1, (kernel, 1), (stride, 1), padding, output_padding=keras_output_padding
+            )
             expected = layer.compute_output_shape((1, size, 1, 1))[1]
         else:
             x = np.zeros((1, size, 1, 1), "float32")

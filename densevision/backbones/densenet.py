@@ -27,7 +27,6 @@ from densevision._env import configure_environment
 
 configure_environment()
 
-import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from densevision.backbones.common import DilatedAveragePooling2D, feature_model, image_input  # noqa: E402

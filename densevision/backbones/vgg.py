@@ -26,7 +26,6 @@ from densevision._env import configure_environment
 
 configure_environment()
 
-import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from densevision.backbones.common import feature_model, image_input, stage_plans  # noqa: E402

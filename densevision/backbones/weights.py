@@ -78,7 +78,9 @@ def imagenet_weights_url(name: str) -> tuple[str, str, str]:
 
 def keras_cache_path(file_name: str) -> str:
     """Where ``keras.utils.get_file(file_name, cache_subdir="models")`` keeps ``file_name``."""
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    home = os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")))
+    if not os.access(home, os.W_OK):  # get_file's own fallback for a read-only home
+        home = os.path.join(tempfile.gettempdir(), ".keras")
     return os.path.join(home, "models", file_name)
 
 
@@ -98,7 +100,7 @@ def fetch_imagenet_weights(name: str) -> str:
             f"  Download {url}\n"
             f"  and put it at {keras_cache_path(file_name)} (Keras' cache, where weights='imagenet' looks),\n"
             f"  or pass weights='/path/to/{file_name}' instead of 'imagenet' "
-            f"(in a recipe: set the model's backbone weights key to that path)."
+            f"(in a recipe: model.weights, e.g. --set model.weights=/path/to/{file_name})."
         ) from error
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 import warnings
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def start_wandb(recipe, run_dir: Path, resume: bool = False):
         import wandb
 
         id_file = run_dir / WANDB_ID_FILE
-        run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
         os.environ.setdefault("WANDB_SILENT", "true")
         return wandb.init(

@@ -1,0 +1,436 @@
+"""Dense class scores from a fully convolutional classifier: score maps over large images at the network's
+stride or finer, several scales, image-level scores, top-k labels and heat maps.
+
+A classifier trained on ``S x S`` crops and rewritten by :func:`densevision.convert.to_fully_convolutional`
+gives, in one pass over an ``H x W`` image, the scores of every ``S x S`` window at offsets that are multiples
+of its total stride ``T`` (32 for VGG16: a 6x6 map for a 384x384 image and 224x224 windows). For a finer
+stride ``s`` (a divisor of ``T``) the image is also forwarded shifted by ``s, 2s, ...`` pixels (CS231n: shift
+by 16 for stride 16) and the passes are interleaved: 4 passes give the 11x11 stride-16 map of a 384x384 image.
+Cell ``(i, j)`` of every map is the window at pixel offset ``(i * s, j * s)``.
+
+Arrays: images float32 (or uint8) RGB in [0, 255], ``(H, W, 3)`` or ``(B, H, W, 3)``; score maps
+``(B, rows, cols, K)`` in the model's output units (logits for densevision classifiers).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Literal, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from densevision._env import configure_environment
+
+configure_environment()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_FORWARD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _forward(model: keras.Model):
+    """A ``tf.function`` of the model in inference mode, traced once per input shape family."""
+    fn = _FORWARD_CACHE.get(model)
+    if fn is None:
+        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        _FORWARD_CACHE[model] = fn
+    return fn
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    pair = tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value), int(value))
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(f"{name}: expected a positive int or (rows, cols), got {value!r}")
+    return pair
+
+
+def _output_size(model: keras.Model, height: int, width: int) -> Optional[tuple[int, int]]:
+    """Rows and columns of the score map for an ``height x width`` input, from shapes only (no compute)."""
+    spec = keras.KerasTensor((1, height, width, model.inputs[0].shape[-1]), dtype=model.inputs[0].dtype)
+    try:
+        out = model.compute_output_spec(spec)
+    except Exception:  # noqa: BLE001 - an input too small for the network raises from some layer
+        return None
+    rows, cols = out.shape[1], out.shape[2]
+    return (rows, cols) if rows and cols and rows > 0 and cols > 0 else None
+
+
+def network_stride(fc_model: keras.Model, window) -> tuple[int, int]:
+    """The total stride ``T`` of a fully convolutional classifier, from its output sizes (no compute).
+
+    Args:
+        fc_model: the converted model.
+        window: the original input size ``S`` (int or ``(rows, cols)``).
+
+    Returns:
+        ``(T_rows, T_cols)``, e.g. ``(32, 32)`` for VGG16: ``window + 1024`` pixels give ``1024 / T`` more cells.
+    """
+    window = _pair(window, "window")
+    base = _output_size(fc_model, *window)
+    if base != (1, 1):
+        raise ValueError(
+            f"window={window}: the model gives a {base} map for a window-sized input, expected (1, 1); pass the "
+            "input size the classifier was built for"
+        )
+    probe = 1024
+    more = _output_size(fc_model, window[0] + probe, window[1] + probe)
+    strides = []
+    for axis, extra in enumerate(more):
+        step = probe / (extra - 1)
+        if step != int(step):
+            raise ValueError(f"cannot infer the network stride: {probe} more pixels gave {extra - 1} more cells")
+        strides.append(int(step))
+    return strides[0], strides[1]
+
+
+def map_size(image_size, window, stride) -> tuple[int, int]:
+    """Cells of the score map at ``stride`` for an image of ``image_size`` ``(H, W)``: ``(H - S) // s + 1`` each."""
+    (height, width), (win_h, win_w), (s_h, s_w) = image_size, _pair(window, "window"), _pair(stride, "stride")
+    return (height - win_h) // s_h + 1, (width - win_w) // s_w + 1
+
+
+def _as_batch(images) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected RGB images (H, W, 3) or (B, H, W, 3), got shape {images.shape}")
+    return images.astype(np.float32, copy=False)
+
+
+def dense_scores(
+    fc_model: keras.Model,
+    images,
+    window,
+    stride=None,
+    net_stride=None,
+) -> np.ndarray:
+    """Scores of every window of ``images`` at ``stride``, from shifted passes of ``fc_model``.
+
+    Args:
+        fc_model: a fully convolutional classifier (:func:`densevision.convert.to_fully_convolutional`).
+        images: ``(H, W, 3)`` or ``(B, H, W, 3)`` RGB in [0, 255], ``H, W >= window``.
+        window: the classifier's original input size ``S`` (int or ``(rows, cols)``).
+        stride: offset between neighbouring windows, a divisor of the network stride ``T``; default ``T``
+            (one pass). ``T / 2`` takes 4 passes, ``T / 4`` 16.
+        net_stride: ``T``; inferred with :func:`network_stride` when ``None``.
+
+    Returns:
+        ``(B, rows, cols, K)`` with ``rows = (H - S) // stride + 1``; cell ``(i, j)`` scores the window with
+        top-left pixel ``(i * stride, j * stride)``.
+    """
+    images = _as_batch(images)
+    window = _pair(window, "window")
+    net_stride = network_stride(fc_model, window) if net_stride is None else _pair(net_stride, "net_stride")
+    stride = net_stride if stride is None else _pair(stride, "stride")
+    for s, t in zip(stride, net_stride):
+        if t % s:
+            raise ValueError(f"stride={stride}: must divide the network stride {net_stride} (e.g. {t}, {t // 2})")
+    height, width = images.shape[1:3]
+    if height < window[0] or width < window[1]:
+        raise ValueError(f"image of {height}x{width} pixels is smaller than the {window[0]}x{window[1]} window")
+    rows, cols = map_size((height, width), window, stride)
+    steps = (net_stride[0] // stride[0], net_stride[1] // stride[1])  # passes per axis
+    forward = _forward(fc_model)
+    result = None
+    for first_row in range(steps[0]):
+        for first_col in range(steps[1]):
+            want_rows = len(range(first_row, rows, steps[0]))
+            want_cols = len(range(first_col, cols, steps[1]))
+            if not want_rows or not want_cols:
+                continue
+            shifted = images[:, first_row * stride[0] :, first_col * stride[1] :]
+            scores = np.asarray(forward(tf.constant(shifted)))
+            if scores.ndim != 4:
+                raise ValueError(f"expected a (B, rows, cols, K) score map from the model, got shape {scores.shape}")
+            if scores.shape[1] < want_rows or scores.shape[2] < want_cols:
+                raise ValueError(
+                    f"the model gave a {scores.shape[1:3]} map for a {shifted.shape[1:3]} input, expected at least "
+                    f"({want_rows}, {want_cols}) cells: is window={window} / net_stride={net_stride} right?"
+                )
+            if result is None:
+                result = np.empty((len(images), rows, cols, scores.shape[-1]), scores.dtype)
+            result[:, first_row :: steps[0], first_col :: steps[1]] = scores[:, :want_rows, :want_cols]
+    return result
+
+
+def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """``(H, W, 3)`` -> ``(round(H * scale), round(W * scale), 3)`` (area averaging down, bilinear up)."""
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(np.asarray(image, np.float32), size, interpolation=interpolation)
+
+
+def multiscale_scores(
+    fc_model: keras.Model, image, window, scales: Sequence[float] = (1.0,), stride=None, net_stride=None
+) -> list[np.ndarray]:
+    """Score maps of one image resized by each of ``scales``: a list of ``(rows_k, cols_k, K)`` arrays.
+
+    Raises ``ValueError`` naming the scale if a resized image is smaller than the window.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"multiscale_scores: expected one (H, W, 3) image, got shape {image.shape}")
+    window = _pair(window, "window")
+    net_stride = network_stride(fc_model, window) if net_stride is None else net_stride
+    maps = []
+    for scale in scales:
+        if scale <= 0:
+            raise ValueError(f"scales: {scale} is not positive")
+        resized = image if scale == 1 else resize_image(image, scale)
+        if resized.shape[0] < window[0] or resized.shape[1] < window[1]:
+            raise ValueError(
+                f"scale {scale}: the {image.shape[0]}x{image.shape[1]} image becomes {resized.shape[0]}x"
+                f"{resized.shape[1]}, smaller than the {window[0]}x{window[1]} window"
+            )
+        maps.append(dense_scores(fc_model, resized, window, stride, net_stride)[0])
+    return maps
+
+
+def to_probabilities(scores: np.ndarray, from_logits: bool = True) -> np.ndarray:
+    """Softmax over the last (class) axis if ``from_logits``, else ``scores`` as float32."""
+    scores = np.asarray(scores, np.float32)
+    if not from_logits:
+        return scores
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def image_scores(
+    score_maps: Sequence[np.ndarray], reduce: Literal["mean", "max"] = "mean", from_logits: bool = True
+) -> np.ndarray:
+    """Image-level class probabilities ``(K,)`` from score maps ``(rows, cols, K)`` (one per scale).
+
+    Each map's windows are turned into probabilities and reduced (``mean``: average over windows; ``max``: the
+    best window per class), then the scales are reduced the same way, so each scale counts once.
+    """
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"reduce={reduce!r}: expected 'mean' or 'max'")
+    if not len(score_maps):
+        raise ValueError("image_scores: no score maps")
+    combine = np.mean if reduce == "mean" else np.max
+    per_scale = [combine(to_probabilities(m, from_logits).reshape(-1, m.shape[-1]), axis=0) for m in score_maps]
+    return combine(np.stack(per_scale), axis=0)
+
+
+def top_k(scores: np.ndarray, k: int = 5, class_names: Optional[Sequence[str]] = None) -> list[tuple[int, str, float]]:
+    """The ``k`` best classes of ``scores`` ``(K,)``: ``[(index, name, score), ...]``, best first."""
+    scores = np.asarray(scores)
+    order = np.argsort(-scores, kind="stable")[: max(0, int(k))]
+    names = class_names if class_names is not None else [str(i) for i in range(len(scores))]
+    return [(int(i), str(names[i]), float(scores[i])) for i in order]
+
+
+def class_heatmap(score_map: np.ndarray, class_index: int, image_size, window, stride) -> np.ndarray:
+    """Per-pixel score of one class: the mean over the windows covering each pixel, ``(H, W)`` float32.
+
+    ``score_map``: ``(rows, cols, K)`` (probabilities for a [0, 1] map); the last row/column of windows is
+    stretched to the image border so that every pixel is covered.
+    """
+    (height, width), (win_h, win_w), (s_h, s_w) = image_size, _pair(window, "window"), _pair(stride, "stride")
+    rows, cols, classes = score_map.shape
+    if not 0 <= class_index < classes:
+        raise ValueError(f"class index {class_index} is out of range for {classes} classes")
+    total = np.zeros((height, width), np.float64)
+    count = np.zeros((height, width), np.float64)
+    values = score_map[..., class_index]
+    for i in range(rows):
+        y1 = height if i == rows - 1 else i * s_h + win_h
+        for j in range(cols):
+            x1 = width if j == cols - 1 else j * s_w + win_w
+            total[i * s_h : y1, j * s_w : x1] += values[i, j]
+            count[i * s_h : y1, j * s_w : x1] += 1
+    return (total / np.maximum(count, 1)).astype(np.float32)
+
+
+def multiscale_heatmap(score_maps, scales, class_index: int, image_size, window, stride, from_logits=True):
+    """:func:`class_heatmap` of each scale's probabilities, resized to ``image_size`` and averaged: ``(H, W)``."""
+    height, width = image_size
+    heats = []
+    for scores, scale in zip(score_maps, scales):
+        scaled = (max(1, round(height * scale)), max(1, round(width * scale)))
+        heat = class_heatmap(to_probabilities(scores, from_logits), class_index, scaled, window, stride)
+        heats.append(cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR))
+    return np.mean(heats, axis=0)
+
+
+def overlay_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, vmax: Optional[float] = None) -> np.ndarray:
+    """Blend a JET colour map of ``heat`` ``(H, W)`` (scaled by ``vmax``, default its maximum) over an RGB
+    uint8 image ``(H, W, 3)``; returns RGB uint8 ``(H, W, 3)``."""
+    vmax = float(heat.max()) if vmax is None else float(vmax)
+    scaled = np.clip(heat / vmax if vmax > 0 else heat * 0, 0, 1)
+    colours = cv2.applyColorMap(np.uint8(np.rint(scaled * 255)), cv2.COLORMAP_JET)[..., ::-1]  # BGR -> RGB
+    blended = (1 - alpha) * np.asarray(image, np.float32) + alpha * colours.astype(np.float32)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def window_offsets(rows: int, cols: int, stride) -> list[tuple[int, int]]:
+    """Top-left pixel ``(y, x)`` of each cell of a ``rows x cols`` map at ``stride``, row-major."""
+    s_h, s_w = _pair(stride, "stride")
+    return [(i * s_h, j * s_w) for i in range(rows) for j in range(cols)]
+
+
+__all__ = [
+    "class_heatmap", "dense_scores", "image_scores", "map_size", "multiscale_heatmap", "multiscale_scores",
+    "network_stride", "overlay_heatmap", "resize_image", "to_probabilities", "top_k", "window_offsets",
+]
+
+
+# --------------------------------------------------------------------------------- the tool's command
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def expand_inputs(inputs: Sequence[str]) -> list:
+    """Image files from files and folders (a folder's images sorted by name, not recursive)."""
+    from pathlib import Path
+
+    files = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise FileNotFoundError(f"{path}: folder holds no {'/'.join(IMAGE_EXTENSIONS)} images")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such image file or folder")
+    return files
+
+
+def load_classifier(recipe, weights: str) -> keras.Model:
+    """The recipe's classifier with ``weights``: a ``.keras`` model (loaded with ``safe_mode=True``; its own
+    architecture) or a ``.weights.h5`` for the model the recipe builds."""
+    import os
+
+    from densevision.models import build_model
+
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"--weights {weights}: file not found")
+    if weights.endswith(".keras"):
+        return keras.saving.load_model(weights, safe_mode=True, compile=False)
+    if weights.endswith(".weights.h5"):
+        model = build_model(recipe)
+        model.load_weights(weights)
+        return model
+    raise ValueError(f"--weights {weights}: expected a .keras checkpoint or a .weights.h5 file")
+
+
+def recipe_class_names(recipe, num_classes: int) -> list[str]:
+    """Class names from the recipe's dataset (training split); ``"0", "1", ...`` if it cannot be opened."""
+    from densevision.registry import DATASETS
+
+    try:
+        data = recipe.data
+        source = DATASETS.get(data.name)(root=data.root, split=data.train_split, **data.kwargs())
+        names = [str(n) for n in source.info["class_names"]]
+        if len(names) == num_classes:
+            return names
+        print(f"note: the dataset has {len(names)} classes but the model {num_classes}; showing class indices")
+    except Exception as error:  # noqa: BLE001 - any failure only costs the names
+        print(f"note: class names unavailable ({type(error).__name__}: {str(error).splitlines()[0]}); "
+              "showing class indices")
+    return [str(i) for i in range(num_classes)]
+
+
+def resolve_class(choice: Optional[str], class_names: Sequence[str]) -> Optional[int]:
+    """``--class``: a class name or an index -> index; ``None`` stays ``None`` (each image's top-1)."""
+    if choice is None:
+        return None
+    if choice in class_names:
+        return list(class_names).index(choice)
+    if str(choice).lstrip("-").isdigit() and 0 <= int(choice) < len(class_names):
+        return int(choice)
+    from densevision.registry import did_you_mean
+
+    raise ValueError(f"--class {choice!r}: not a class name or index 0..{len(class_names) - 1}"
+                     f"{did_you_mean(choice, class_names)}")
+
+
+def sliding_classify_command(
+    recipe_path: str,
+    weights: str,
+    inputs: Sequence[str],
+    stride: Optional[int] = None,
+    scales: Sequence[float] = (1.0,),
+    reduce: Literal["mean", "max"] = "mean",
+    k: int = 5,
+    class_choice: Optional[str] = None,
+    output: str = "sliding_output",
+    overrides: Sequence[str] = (),
+    demo: bool = False,
+    conv_bands: Optional[str] = "auto-cpu",
+    progress: bool = True,
+) -> int:
+    """``tools/sliding_classify.py``: dense class-score maps, image-level top-k and heat-map overlays.
+
+    For each image writes ``output/<stem>_<class>.png`` (heat map of the chosen class, default the image's
+    top-1, over the image) and ``output/<stem>_scores.npz`` (one ``(rows, cols, K)`` logit map per scale), and
+    ``output/results.json`` for all images; prints the top-k classes per image. Returns the exit code.
+    """
+    import json
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    import densevision.data.image_folder  # noqa: F401  (registers image_folder)
+    import densevision.heads.classifier  # noqa: F401  (registers classifier)
+    import densevision.tasks.classification  # noqa: F401  (registers the task)
+    from densevision.convert import to_fully_convolutional
+    from densevision.data.image_folder import read_rgb
+    from densevision.recipes import load_recipe
+
+    recipe = load_recipe(recipe_path, overrides=list(overrides), demo=demo)
+    if demo:
+        from densevision.engine.demo import apply_demo
+
+        recipe = apply_demo(recipe)
+    files = expand_inputs(inputs)
+    model = load_classifier(recipe, weights)
+    window = tuple(model.inputs[0].shape[1:3])
+    if None in window:
+        raise ValueError(f"the model's input size is {window}: sliding needs the fixed size it was trained at")
+    if conv_bands == "auto-cpu":  # strips help oneDNN on CPU only
+        conv_bands = None if tf.config.list_physical_devices("GPU") else "auto"
+    fc_model = to_fully_convolutional(model, conv_bands=conv_bands)
+    net_stride = network_stride(fc_model, window)
+    stride = net_stride[0] if stride is None else int(stride)
+    class_names = recipe_class_names(recipe, int(fc_model.outputs[0].shape[-1]))
+    chosen = resolve_class(class_choice, class_names)
+    out_dir = Path(output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"window {window[0]}x{window[1]}, network stride {net_stride[0]}, sliding stride {stride}, "
+          f"scales {list(scales)}, reduce {reduce}, {len(files)} image(s) -> {out_dir}")
+
+    results, failures = [], 0
+    for path in tqdm(files, desc="sliding", unit="image", disable=not progress):
+        image = read_rgb(path)
+        try:
+            maps = multiscale_scores(fc_model, image, window, scales, stride, net_stride)
+        except ValueError as error:
+            tqdm.write(f"{path}: skipped: {error}")
+            failures += 1
+            continue
+        probabilities = image_scores(maps, reduce)
+        best = top_k(probabilities, k, class_names)
+        index = best[0][0] if chosen is None else chosen
+        heat = multiscale_heatmap(maps, scales, index, image.shape[:2], window, stride)
+        name = class_names[index].replace("/", "_")
+        cv2.imwrite(str(out_dir / f"{path.stem}_{name}.png"), overlay_heatmap(image, heat)[..., ::-1])
+        np.savez_compressed(out_dir / f"{path.stem}_scores.npz", **{f"scale_{s:g}": m for s, m in zip(scales, maps)})
+        tqdm.write(f"{path}: " + ", ".join(f"{label} {score:.3f}" for _, label, score in best))
+        results.append({
+            "image": str(path), "size": list(image.shape[:2]), "maps": [list(m.shape[:2]) for m in maps],
+            "top_k": [{"index": i, "class": label, "score": score} for i, label, score in best],
+            "heatmap_class": class_names[index],
+        })
+    summary = {"recipe": str(recipe_path), "weights": str(weights), "window": list(window), "stride": stride,
+               "scales": list(scales), "reduce": reduce, "class_names": class_names, "images": results}
+    (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    return 1 if failures else 0

@@ -1,0 +1,180 @@
+"""Image classification: one integer label per image, softmax cross-entropy, top-1 / top-5 accuracy.
+
+Targets are int32 class indices ``(B,)``; models output float32 logits ``(B, K)`` (no softmax). Metrics are
+counts (correct top-1, correct top-5, examples), summed exactly over replicas, workers and batches; top-5 is
+top-min(5, K).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from densevision._env import configure_environment
+
+configure_environment()
+
+import tensorflow as tf  # noqa: E402
+
+from densevision.registry import LOSSES, TASKS  # noqa: E402
+from densevision.tasks.base import Task  # noqa: E402
+
+#: losses in ``LOSSES`` that take ``(labels (B,), logits (B, K))``
+CLASSIFICATION_LOSSES = ("softmax_cross_entropy",)
+
+
+@LOSSES.register("softmax_cross_entropy")
+def softmax_cross_entropy(label_smoothing: float = 0.0) -> Callable:
+    """``fn(labels (B,) int, logits (B, K)) -> (B,) float32`` softmax cross-entropy per example.
+
+    Args:
+        label_smoothing: ``e`` in [0, 1): the target puts ``1 - e`` on the true class plus ``e / K`` on every
+            class (Szegedy et al. 2016), as ``keras.losses.CategoricalCrossentropy(label_smoothing=e)``.
+    """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"loss softmax_cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
+    smoothing = float(label_smoothing)
+
+    def loss(labels, logits):
+        # float32 even when the model runs in mixed precision
+        log_probabilities = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        true_class = -tf.gather(log_probabilities, labels, axis=1, batch_dims=1)
+        if not smoothing:
+            return true_class
+        uniform = -tf.reduce_mean(log_probabilities, axis=-1)
+        return (1.0 - smoothing) * true_class + smoothing * uniform
+
+    return loss
+
+
+@TASKS.register("classification")
+class ClassificationTask(Task):
+    """One label per image out of ``info["class_names"]``; logits ``(B, K)``, labels ``(B,)`` int32."""
+
+    name = "classification"
+    default_monitor = ("top1", "max")
+
+    def __init__(self, recipe, info: dict[str, Any]):
+        super().__init__(recipe, info)
+        if "class_names" not in info:
+            raise ValueError(f"classification task: the dataset info has no 'class_names' (keys: {sorted(info)})")
+        self.class_names = [str(name) for name in info["class_names"]]
+        self.num_classes = int(info.get("num_classes") or len(self.class_names))
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"classification task: {len(self.class_names)} class names but num_classes="
+                             f"{self.num_classes} in the dataset info")
+        model = getattr(recipe, "model", None) if recipe is not None else None
+        declared = (model.kwargs() if model is not None else {}).get("num_classes")
+        if declared is not None and int(declared) != self.num_classes:
+            raise ValueError(
+                f"model.num_classes is {declared} but the dataset has {self.num_classes} classes "
+                f"({', '.join(self.class_names[:10])}{' ...' if self.num_classes > 10 else ''}); set "
+                f"model.num_classes: {self.num_classes}"
+            )
+
+    # ---- data
+    @property
+    def target_spec(self) -> tf.TensorSpec:
+        return tf.TensorSpec((), tf.int32)
+
+    def augmenter(self, transforms: list, training: bool) -> Callable:
+        """``fn(image uint8 (H, W, 3), label, seed) -> (image, label)``: albumentations on the image only."""
+        from densevision.data.augment import build_augmentation
+
+        return build_augmentation(transforms, target="label")
+
+    # ---- training
+    @functools.cached_property
+    def loss_function(self) -> Callable:
+        """The recipe's loss (default ``softmax_cross_entropy``): ``fn(labels (B,), logits (B, K)) -> (B,)``."""
+        section = getattr(self.recipe, "loss", None) if self.recipe is not None else None
+        name = section.name if section is not None else "softmax_cross_entropy"
+        if name not in CLASSIFICATION_LOSSES:
+            raise ValueError(
+                f"loss.name={name!r} is not a classification loss; expected one of {', '.join(CLASSIFICATION_LOSSES)}"
+            )
+        return LOSSES.get(name)(**(section.kwargs() if section is not None else {}))
+
+    def _check_logits(self, y_pred) -> None:
+        classes = y_pred.shape[-1]
+        if y_pred.shape.rank != 2 or (classes is not None and classes != self.num_classes):
+            raise ValueError(
+                f"classification task: expected logits (B, {self.num_classes}), got shape {tuple(y_pred.shape)}; "
+                f"is model.num_classes the dataset's {self.num_classes}?"
+            )
+
+    def loss(self, y_true, y_pred):
+        """``(B,)`` float32 loss per example from labels ``(B,)`` and logits ``(B, K)``."""
+        y_pred = tf.convert_to_tensor(y_pred)
+        self._check_logits(y_pred)
+        return self.loss_function(y_true, y_pred)
+
+    def metric_sums(self, y_true, y_pred) -> dict:
+        """``{"correct_top1", "correct_top5", "count"}``: int32 scalars for the batch."""
+        y_pred = tf.cast(tf.convert_to_tensor(y_pred), tf.float32)
+        self._check_logits(y_pred)
+        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        k = min(5, self.num_classes)
+        # rank of the true class = number of classes with a strictly larger logit (ties count in its favour,
+        # unlike tf.math.in_top_k, which is ambiguous on ties)
+        true_logit = tf.gather(y_pred, labels, axis=1, batch_dims=1)
+        rank = tf.reduce_sum(tf.cast(y_pred > true_logit[:, None], tf.int32), axis=-1)
+        return {
+            "correct_top1": tf.reduce_sum(tf.cast(rank < 1, tf.int32)),
+            "correct_top5": tf.reduce_sum(tf.cast(rank < k, tf.int32)),
+            "count": tf.size(labels),
+        }
+
+    def metric_results(self, sums: dict[str, np.ndarray]) -> dict[str, float]:
+        """``{"top1": float, "top5": float}`` accuracies (NaN for an empty evaluation)."""
+        count = float(np.asarray(sums["count"]))
+        if count == 0:
+            return {"top1": float("nan"), "top5": float("nan")}
+        return {"top1": float(np.asarray(sums["correct_top1"])) / count,
+                "top5": float(np.asarray(sums["correct_top5"])) / count}
+
+    # ---- outputs
+    def pictures(self, images, targets, predictions) -> list[np.ndarray]:
+        """Per example, uint8 RGB: the image (enlarged to >= 192 px wide) over a caption with the predicted class,
+        its probability and the true class, green when right and red when wrong."""
+        pictures = []
+        for image, target, logits in zip(images, targets, predictions):
+            image = np.clip(np.rint(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
+            logits = np.asarray(logits, np.float64)
+            probabilities = np.exp(logits - logits.max())
+            probabilities /= probabilities.sum()
+            predicted, truth = int(probabilities.argmax()), int(np.asarray(target))
+            pictures.append(captioned(image, [
+                f"pred: {self._name(predicted)} ({probabilities[predicted]:.2f})",
+                f"true: {self._name(truth)}",
+            ], (40, 160, 40) if predicted == truth else (200, 40, 40)))
+        return pictures
+
+    def _name(self, index: int) -> str:
+        return self.class_names[index] if 0 <= index < len(self.class_names) else str(index)
+
+    @classmethod
+    def make_demo_data(cls, directory: str) -> dict[str, Any]:
+        """Write the demo shapes dataset (4 classes, 64x64) in ``directory``; point the recipe at it."""
+        from densevision.data.image_folder import DEMO_CLASSES, make_demo_image_folder
+
+        make_demo_image_folder(directory)
+        return {"data.root": str(directory), "data.name": "image_folder", "model.num_classes": len(DEMO_CLASSES)}
+
+
+def captioned(image: np.ndarray, lines: list[str], colour, min_width: int = 192) -> np.ndarray:
+    """``image`` (uint8 RGB ``(H, W, 3)``) enlarged to at least ``min_width`` wide, above a white caption
+    strip with ``lines`` of text in ``colour`` (RGB)."""
+    if image.shape[1] < min_width:
+        scale = min_width / image.shape[1]
+        image = cv2.resize(image, (min_width, round(image.shape[0] * scale)), interpolation=cv2.INTER_NEAREST)
+    line_height = 18
+    strip = np.full((line_height * len(lines) + 6, image.shape[1], 3), 255, np.uint8)
+    for row, text in enumerate(lines):
+        cv2.putText(strip, text, (4, line_height * (row + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    tuple(int(c) for c in colour), 1, cv2.LINE_AA)
+    return np.concatenate([image, strip], axis=0)
