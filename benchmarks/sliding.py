@@ -2,7 +2,8 @@
 original VGG16 on the 36 crops (224x224, stride 32) batched, same weights, measured in one run.
 
 Prints the time ratio (crops / converted) for the plain conversion and for the row-strip variant
-(``conv_bands="auto"``), the FLOP ratio that bounds it, and the checks that the outputs agree:
+(``conv_bands="auto"``), the FLOP ratio that bounds it, fc6 as ``WindowDense`` against a plain 7x7 ``Conv2D``,
+and the checks that the outputs agree:
 
 - converted vs the original head on the 36 windows of the trunk's feature map (must be ~1e-6: the rewrite);
 - converted vs the original model on the 36 image crops (differs by VGG's zero padding at crop borders).
@@ -13,6 +14,7 @@ Usage:  python benchmarks/sliding.py [--repeats 3] [--size 384]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -99,11 +101,31 @@ def main() -> None:
         samples["row-strip"] += timed(run_banded, tf.constant(image), 1)
     median = {k: statistics.median(v) for k, v in samples.items()}
 
+    # fc6 alone, on the 12x12x512 map: WindowDense (patches + one matmul) against a plain 7x7 Conv2D
+    pool5 = tf.constant(features[None])
+    window_dense = converted.get_layer("fc1")
+    kernel, bias = model.get_layer("fc1").get_weights()
+    conv7 = keras.layers.Conv2D(kernel.shape[1], 7, activation="relu", kernel_initializer="zeros")
+    conv7(pool5)
+    conv7.set_weights([kernel.reshape(7, 7, -1, kernel.shape[1]), bias])
+    run_window = tf.function(lambda x: window_dense(x))
+    run_conv7 = tf.function(lambda x: conv7(x))
+    fc6_diff = np.abs(run_window(pool5).numpy() - run_conv7(pool5).numpy()).max()
+    fc6 = {"WindowDense": [], "Conv2D 7x7": []}
+    for _ in range(args.repeats):
+        fc6["WindowDense"] += timed(run_window, pool5, 1)
+        fc6["Conv2D 7x7"] += timed(run_conv7, pool5, 1)
+    fc6 = {k: statistics.median(v) for k, v in fc6.items()}
+    print(f"fc6 on the {features.shape[0]}x{features.shape[1]}x{features.shape[2]} map: WindowDense "
+          f"{fc6['WindowDense']:.3f} s, Conv2D 7x7 {fc6['Conv2D 7x7']:.3f} s "
+          f"({fc6['Conv2D 7x7'] / fc6['WindowDense']:.2f}x), max |diff| {fc6_diff:.1e}")
+
     conv_macs, fc_macs = conv_and_fc_macs(model)
     area = (args.size / WINDOW) ** 2
     flop_ratio = len(offsets) * (conv_macs + fc_macs) / (area * conv_macs + len(offsets) * fc_macs)
     print(f"median of {args.repeats}: crops batched {median['crops']:.3f} s, converted {median['converted']:.3f} s,"
           f" row-strip converted {median['row-strip']:.3f} s")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)")
     print(f"speed-up converted: {median['crops'] / median['converted']:.2f}x, row-strip converted: "
           f"{median['crops'] / median['row-strip']:.2f}x; FLOP ratio bound {flop_ratio:.2f} "
           f"(conv {len(offsets) / area:.2f}, dense layers equal)")

@@ -204,8 +204,13 @@ _MERGE_LAYERS = (
     keras.layers.Minimum,
     keras.layers.Concatenate,
 )
-#: layers that commute with a spatial average (linear per position, or identity at inference)
-_COMMUTE_WITH_AVERAGE = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout, keras.layers.Identity)
+#: layers that commute with a spatial average (identity at inference)
+_COMMUTE_WITH_AVERAGE = (
+    keras.layers.Dropout,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+    keras.layers.Identity,
+)
 
 _SPATIAL, _WINDOW, _VECTOR, _POOLED = "spatial", "window", "vector", "pooled"
 
@@ -266,7 +271,13 @@ class _Rewriter:
         return candidate
 
     def call_copy(self, layer, new_layer, args, kwargs, weights=None):
-        outputs = new_layer(*args, **kwargs)
+        try:
+            outputs = new_layer(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - e.g. a Reshape to fixed sizes meets (None, None) maps
+            raise ConversionError(
+                f"{_describe(layer)} fails on inputs of any size "
+                f"{[tuple(a.shape) for a in args if hasattr(a, 'shape')]}: {str(error).splitlines()[0]}"
+            ) from error
         self.weight_copies.append((new_layer, layer.get_weights() if weights is None else weights))
         return outputs
 
@@ -312,11 +323,11 @@ class _Rewriter:
         self.mark(outputs, _State(_SPATIAL))
         return outputs
 
-    def layer(self, layer, args, kwargs):
+    def layer(self, layer, args, kwargs, name=None):
         tensors = [t for t in keras.tree.flatten(args) if hasattr(t, "shape")]
         states = [self.state(t) for t in tensors]
         kinds = {s.kind for s in states}
-        name = self.unique_name(layer.name)
+        name = name or self.unique_name(layer.name)
 
         if kinds == {_SPATIAL}:
             return self.spatial_layer(layer, name, args, kwargs)
@@ -343,7 +354,7 @@ class _Rewriter:
                 return outputs
             # a nonlinear step: apply the pending average first, then treat the result as per-window vectors
             averaged = self.apply_average(tensors[0], state)
-            return self.layer(layer, (averaged, *args[1:]), kwargs)
+            return self.layer(layer, (averaged, *args[1:]), kwargs, name=name)
 
         if kind == _WINDOW:
             if isinstance(layer, keras.layers.Dense):

@@ -258,7 +258,9 @@ def multiscale_heatmap(score_maps, scales, class_index: int, image_size, window,
     return np.mean(heats, axis=0)
 
 
-def overlay_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, vmax: Optional[float] = None) -> np.ndarray:
+def overlay_heatmap(
+    image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, vmax: Optional[float] = None
+) -> np.ndarray:
     """Blend a JET colour map of ``heat`` ``(H, W)`` (scaled by ``vmax``, default its maximum) over an RGB
     uint8 image ``(H, W, 3)``; returns RGB uint8 ``(H, W, 3)``."""
     vmax = float(heat.max()) if vmax is None else float(vmax)
@@ -370,9 +372,9 @@ def sliding_classify_command(
 ) -> int:
     """``tools/sliding_classify.py``: dense class-score maps, image-level top-k and heat-map overlays.
 
-    For each image writes ``output/<stem>_<class>.png`` (heat map of the chosen class, default the image's
-    top-1, over the image) and ``output/<stem>_scores.npz`` (one ``(rows, cols, K)`` logit map per scale), and
-    ``output/results.json`` for all images; prints the top-k classes per image. Returns the exit code.
+    For each image writes ``output/<stem>_<class>.png`` (the image beside the heat map of the chosen class,
+    default the image's top-1, over it) and ``output/<stem>_scores.npz`` (one ``(rows, cols, K)`` logit map
+    per scale), and ``output/results.json`` for all images; prints the top-k classes per image. Returns the exit code.
     """
     import json
     from pathlib import Path
@@ -385,6 +387,7 @@ def sliding_classify_command(
     from densevision.convert import to_fully_convolutional
     from densevision.data.image_folder import read_rgb
     from densevision.recipes import load_recipe
+    from densevision.visualize import side_by_side
 
     recipe = load_recipe(recipe_path, overrides=list(overrides), demo=demo)
     if demo:
@@ -422,7 +425,8 @@ def sliding_classify_command(
         index = best[0][0] if chosen is None else chosen
         heat = multiscale_heatmap(maps, scales, index, image.shape[:2], window, stride)
         name = class_names[index].replace("/", "_")
-        cv2.imwrite(str(out_dir / f"{path.stem}_{name}.png"), overlay_heatmap(image, heat)[..., ::-1])
+        picture = side_by_side([image, overlay_heatmap(image, heat)])
+        cv2.imwrite(str(out_dir / f"{path.stem}_{name}.png"), picture[..., ::-1])  # RGB -> OpenCV's BGR
         np.savez_compressed(out_dir / f"{path.stem}_scores.npz", **{f"scale_{s:g}": m for s, m in zip(scales, maps)})
         tqdm.write(f"{path}: " + ", ".join(f"{label} {score:.3f}" for _, label, score in best))
         results.append({

@@ -154,8 +154,8 @@ def demo_root(tmp_path_factory):
 
 def test_demo_image_folder_opens_and_loads(demo_root):
     source = image_folder.ImageFolder(str(demo_root), "train")
-    assert len(source) == 20
-    assert source.info == {"class_names": sorted(image_folder.DEMO_CLASSES), "num_classes": 4}
+    assert len(source) == 25
+    assert source.info == {"class_names": sorted(image_folder.DEMO_CLASSES), "num_classes": 5}
     image, label = source.load(7)
     assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
     assert source.info["class_names"][label] == source.names[7].split("/")[0]
@@ -255,7 +255,7 @@ def test_augmenter_changes_the_image_only_and_pictures_are_captioned():
 def test_task_checks_num_classes_against_the_recipe(demo_root):
     recipe = densevision.load_recipe(ROOT / "recipes" / "resnet50_classify.yaml",
                                      overrides=["model.num_classes=7"])
-    with pytest.raises(ValueError, match="model.num_classes is 7 but the dataset has 4"):
+    with pytest.raises(ValueError, match="model.num_classes is 7 but the dataset has 5"):
         classification.ClassificationTask(recipe, image_folder.ImageFolder(str(demo_root), "train").info)
 
 
@@ -275,7 +275,7 @@ def test_make_demo_data_points_the_recipe_at_it(tmp_path):
     overrides = classification.ClassificationTask.make_demo_data(str(tmp_path))
     assert overrides["data.root"] == str(tmp_path) and overrides["data.name"] == "image_folder"
     source = image_folder.ImageFolder(overrides["data.root"], "train")
-    assert source.info["num_classes"] == overrides["model.num_classes"] and len(source) == 80
+    assert source.info["num_classes"] == overrides["model.num_classes"] and len(source) == 100
 
 
 # ----------------------------------------------------------------------------------------------- recipes
@@ -305,7 +305,7 @@ def test_sliding_tool_scores_equal_crop_by_crop_mean(demo_root, tmp_path, capsys
         keras.Input((28, 28, 3)), keras.layers.Rescaling(1 / 255.0),
         keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(2),
         keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(4),
+        keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(5),
     ])
     weights = tmp_path / "tiny.keras"
     model.save(weights)

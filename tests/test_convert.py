@@ -24,7 +24,8 @@ def crops_of(image: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, t
     """All ``window`` crops of ``(H, W, 3)`` at ``stride``, row-major, and the (rows, cols) of their grid."""
     rows = (image.shape[0] - window) // stride + 1
     cols = (image.shape[1] - window) // stride + 1
-    crops = [image[i * stride : i * stride + window, j * stride : j * stride + window] for i in range(rows) for j in range(cols)]
+    crops = [image[i * stride : i * stride + window, j * stride : j * stride + window]
+             for i in range(rows) for j in range(cols)]
     return np.stack(crops), (rows, cols)
 
 

@@ -178,3 +178,35 @@ def test_wandb_failure_warns_and_training_goes_on(tmp_path, street_data, monkeyp
                                      ["tracking.wandb.mode=online"])
     with pytest.warns(UserWarning, match="Weights & Biases could not start.*no network"):
         assert tracking.start_wandb(recipe, tmp_path) is None
+
+
+def test_train_then_evaluate_end_to_end_agree(tmp_path, street_data):
+    """tools/evaluate.py on the last checkpoint reproduces the trainer's own full-resolution validation."""
+    import json
+
+    recipe = write_recipe(tmp_path / "e2e.yaml", street_data, train={"epochs": 1, "steps_per_epoch": 2})
+    assert run_train([str(recipe), "--output", str(tmp_path / "out")]).returncode == 0
+    run_dir = only_run_dir(tmp_path / "out")
+    out_json = tmp_path / "metrics.json"
+    evaluate = subprocess.run(
+        [sys.executable, str(TRAIN_TOOL).replace("train.py", "evaluate.py"), str(run_dir / "recipe.yaml"),
+         "--weights", str(run_dir / "checkpoints" / "last.keras"), "--split", "val", "--json", str(out_json)],
+        capture_output=True, text=True, timeout=300, env=tool_env())
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    metrics = json.loads(out_json.read_text())
+    assert {"miou", "global_accuracy", "mean_class_accuracy", "per_class_iou"} <= set(metrics)
+    row = history_rows(run_dir)[-1]
+    assert metrics["miou"] == pytest.approx(float(row["val_miou"]), abs=1e-6)
+    assert metrics["global_accuracy"] == pytest.approx(float(row["val_global_accuracy"]), abs=1e-6)
+
+
+def test_plot_history_draws_a_png(tmp_path, street_data):
+    recipe = write_recipe(tmp_path / "p.yaml", street_data, train={"epochs": 2, "steps_per_epoch": 1})
+    assert run_train([str(recipe), "--output", str(tmp_path / "out")]).returncode == 0
+    run_dir = only_run_dir(tmp_path / "out")
+    tool = str(TRAIN_TOOL).replace("train.py", "plot_history.py")
+    result = subprocess.run([sys.executable, tool, str(run_dir)], capture_output=True, text=True, timeout=120,
+                            env=tool_env())
+    assert result.returncode == 0, result.stderr
+    png = run_dir / "history.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -149,8 +149,9 @@ class ImageFolder:
 
 # ------------------------------------------------------------------------------------------------ demo data
 
-#: demo classes: a shape drawn in a random colour over a textured background
-DEMO_CLASSES = ("circle", "square", "triangle", "cross")
+#: demo classes: a shape drawn in a random colour over a textured background, or the texture alone
+#: ("background": without it, windows of a large image that hold no shape would have no right answer)
+DEMO_CLASSES = ("background", "circle", "cross", "square", "triangle")
 MARKER = ".densevision_demo_shapes.json"
 
 
@@ -182,8 +183,11 @@ def draw_shape(canvas: np.ndarray, shape: str, center, radius: float, colour) ->
 
 
 def render_shape_image(rng: np.random.Generator, shape: str, size: int = 64) -> np.ndarray:
-    """A ``size x size`` uint8 RGB image: one ``shape`` at a random place, size and colour on a texture."""
+    """A ``size x size`` uint8 RGB image: one ``shape`` at a random place, size and colour on a texture
+    (``"background"``: the texture alone)."""
     canvas = _textured_background(rng, size)
+    if shape == "background":
+        return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     radius = rng.uniform(0.22, 0.36) * size
     center = rng.uniform(radius, size - radius, 2)
     background = canvas.mean(axis=(0, 1))
@@ -208,9 +212,10 @@ def make_demo_image_folder(directory: str | os.PathLike, per_class: dict[str, in
                            num_scenes: int = 4, seed: int = 0) -> Path:
     """Write the demo shapes dataset: ``directory/<split>/<class>/NNNN.png`` plus ``directory/scenes/*.png``.
 
-    Four classes (:data:`DEMO_CLASSES`), ``size x size`` images; ``scenes`` holds larger images with several
-    shapes for ``tools/sliding_classify.py``. Deterministic for a seed; a second call with the same arguments
-    returns at once (a marker written last records a complete dataset).
+    Five classes (:data:`DEMO_CLASSES`: four shapes and plain background), ``size x size`` images;
+    ``scenes`` holds larger images with two shapes each, for ``tools/sliding_classify.py``. Deterministic for a
+    seed; a second call with the same arguments returns at once (a marker written last records a complete
+    dataset).
 
     Args:
         directory: output folder (created).
@@ -224,7 +229,7 @@ def make_demo_image_folder(directory: str | os.PathLike, per_class: dict[str, in
     """
     directory = Path(directory)
     per_class = dict(per_class or {"train": 20, "val": 6, "test": 6})
-    settings = {"generator": "demo_shapes/1", "per_class": per_class, "size": size, "num_scenes": num_scenes,
+    settings = {"generator": "demo_shapes/2", "per_class": per_class, "size": size, "num_scenes": num_scenes,
                 "seed": seed, "classes": list(DEMO_CLASSES)}
     marker = directory / MARKER
     if marker.is_file():
@@ -247,7 +252,7 @@ def make_demo_image_folder(directory: str | os.PathLike, per_class: dict[str, in
     scenes.mkdir(parents=True, exist_ok=True)
     for index in range(num_scenes):
         rng = np.random.default_rng([seed, 1000, index])
-        shapes = list(rng.choice(DEMO_CLASSES, size=2, replace=False))
+        shapes = list(rng.choice(DEMO_CLASSES[1:], size=2, replace=False))
         image = render_scene(rng, shapes, size=3 * size, tile=size)
         cv2.imwrite(str(scenes / f"scene_{index:02d}_{'_'.join(shapes)}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     marker.write_text(json.dumps(settings))

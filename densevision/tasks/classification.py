@@ -159,7 +159,7 @@ class ClassificationTask(Task):
 
     @classmethod
     def make_demo_data(cls, directory: str) -> dict[str, Any]:
-        """Write the demo shapes dataset (4 classes, 64x64) in ``directory``; point the recipe at it."""
+        """Write the demo shapes dataset (5 classes, 64x64) in ``directory``; point the recipe at it."""
         from densevision.data.image_folder import DEMO_CLASSES, make_demo_image_folder
 
         make_demo_image_folder(directory)
