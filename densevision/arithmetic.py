@@ -35,6 +35,18 @@ def effective_kernel_size(kernel: int, dilation: int = 1) -> int:
     return dilation * (kernel - 1) + 1
 
 
+def _room(size: int, kernel: int, stride: int, padding: Padding, dilation: int) -> tuple[int, int, int]:
+    """``(P, F_eff, W - F_eff + 2P)`` for an explicit or "valid" padding; raises if the kernel does not fit."""
+    _check_positive(size=size, kernel=kernel, stride=stride, dilation=dilation)
+    pad = _padding_amount(padding)
+    span = effective_kernel_size(kernel, dilation)
+    room = size - span + 2 * pad
+    if room < 0:
+        raise ValueError(f"input {size}, kernel {kernel} (spans {span}), stride {stride}, padding {pad}: "
+                         f"the kernel does not fit in the padded input ({size} + 2*{pad} < {span})")
+    return pad, span, room
+
+
 def conv_output_size(
     size: Optional[int], kernel: int, stride: int = 1, padding: Padding = 0, dilation: int = 1
 ) -> Optional[int]:
@@ -54,16 +66,12 @@ def conv_output_size(
     """
     if size is None:
         return None
-    _check_positive(size=size, kernel=kernel, stride=stride, dilation=dilation)
     if padding == "same":
+        _check_positive(size=size, kernel=kernel, stride=stride, dilation=dilation)
         return ceil_div(size, stride)
-    pad = _padding_amount(padding)
-    span = effective_kernel_size(kernel, dilation)
-    room = size - span + 2 * pad
+    pad, span, room = _room(size, kernel, stride, padding, dilation)
     where = f"input {size}, kernel {kernel}" + (f" (dilation {dilation}: spans {span})" if dilation != 1 else "")
     where += f", stride {stride}, padding {pad}"
-    if room < 0:
-        raise ValueError(f"{where}: the kernel does not fit in the padded input ({size} + 2*{pad} < {span})")
     if room % stride:
         raise ValueError(
             f"{where}: the stride does not fit: ({size} - {span} + 2*{pad}) / {stride} + 1 = "
@@ -83,16 +91,10 @@ def keras_conv_output_size(
     """
     if size is None:
         return None
-    _check_positive(size=size, kernel=kernel, stride=stride, dilation=dilation)
     if padding == "same":
+        _check_positive(size=size, kernel=kernel, stride=stride, dilation=dilation)
         return ceil_div(size, stride)
-    pad = _padding_amount(padding)
-    span = effective_kernel_size(kernel, dilation)
-    room = size - span + 2 * pad
-    if room < 0:
-        raise ValueError(
-            f"input {size}, kernel {kernel} (spans {span}), padding {pad}: the kernel does not fit in the input"
-        )
+    _, _, room = _room(size, kernel, stride, padding, dilation)
     return room // stride + 1
 
 

@@ -270,18 +270,6 @@ def overlay_heatmap(
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def window_offsets(rows: int, cols: int, stride) -> list[tuple[int, int]]:
-    """Top-left pixel ``(y, x)`` of each cell of a ``rows x cols`` map at ``stride``, row-major."""
-    s_h, s_w = _pair(stride, "stride")
-    return [(i * s_h, j * s_w) for i in range(rows) for j in range(cols)]
-
-
-__all__ = [
-    "class_heatmap", "dense_scores", "image_scores", "map_size", "multiscale_heatmap", "multiscale_scores",
-    "network_stride", "overlay_heatmap", "resize_image", "to_probabilities", "top_k", "window_offsets",
-]
-
-
 # --------------------------------------------------------------------------------- the tool's command
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

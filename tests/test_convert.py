@@ -148,6 +148,8 @@ def test_tiny_global_pooling_classifier_equals_crop_by_crop(pool, tail_softmax):
     scores = converted.predict(big[None], verbose=0)[0]
     assert scores.shape == (rows, cols, 10)
     np.testing.assert_allclose(scores, model.predict(crops, verbose=0).reshape(rows, cols, -1), atol=TOL)
+    if tail_softmax:  # average inserted before the softmax, which keeps its name
+        assert [l.name for l in converted.layers[-2:]] == ["gpool", "softmax"]
     if pool == "avg" and not tail_softmax:
         # the average moved behind the linear head: the last layer is the (7-cell) average of per-position scores
         assert isinstance(converted.layers[-1], keras.layers.AveragePooling2D)

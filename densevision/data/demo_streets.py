@@ -8,7 +8,6 @@ boundary pixels), so every CamVid recipe runs on it with ``data.root`` pointed a
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -17,6 +16,7 @@ import cv2
 import numpy as np
 
 from densevision.data.camvid import CAMVID_CLASSES, CAMVID_IGNORE_LABEL
+from densevision.data.generated import is_complete, mark_complete
 
 SKY, BUILDING, POLE, ROAD, SIDEWALK, TREE, SIGN, FENCE, CAR, PEDESTRIAN, BICYCLIST = range(len(CAMVID_CLASSES))
 VOID = CAMVID_IGNORE_LABEL
@@ -322,13 +322,8 @@ def make_demo_camvid(directory: str | os.PathLike, num_train: int = 48, num_val:
     settings = {"generator": "demo_streets/1", "num_train": num_train, "num_val": num_val, "num_test": num_test,
                 "height": height, "width": width, "seed": seed}
     marker = directory / MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == settings:
-                return directory
-        except json.JSONDecodeError:
-            pass
-        marker.unlink()
+    if is_complete(marker, settings):
+        return directory
     _clear(directory)
     for split_id, (split, count) in enumerate((("train", num_train), ("val", num_val), ("test", num_test))):
         (directory / split).mkdir(parents=True, exist_ok=True)
@@ -339,5 +334,5 @@ def make_demo_camvid(directory: str | os.PathLike, num_train: int = 48, num_val:
             name = f"street_{index:04d}.png"
             cv2.imwrite(str(directory / split / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             cv2.imwrite(str(directory / f"{split}annot" / name), labels)
-    marker.write_text(json.dumps(settings))
+    mark_complete(marker, settings)
     return directory

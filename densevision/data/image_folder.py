@@ -11,7 +11,6 @@ under ``root`` (so a validation split missing a class keeps the same label numbe
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from densevision.data.errors import DatasetError, summarize_items
+from densevision.data.generated import is_complete, mark_complete
 from densevision.registry import DATASETS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -232,13 +232,8 @@ def make_demo_image_folder(directory: str | os.PathLike, per_class: dict[str, in
     settings = {"generator": "demo_shapes/2", "per_class": per_class, "size": size, "num_scenes": num_scenes,
                 "seed": seed, "classes": list(DEMO_CLASSES)}
     marker = directory / MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == settings:
-                return directory
-        except json.JSONDecodeError:
-            pass
-        marker.unlink()
+    if is_complete(marker, settings):
+        return directory
     for split_id, (split, count) in enumerate(per_class.items()):
         for class_id, shape in enumerate(DEMO_CLASSES):
             folder = directory / split / shape
@@ -255,5 +250,5 @@ def make_demo_image_folder(directory: str | os.PathLike, per_class: dict[str, in
         shapes = list(rng.choice(DEMO_CLASSES[1:], size=2, replace=False))
         image = render_scene(rng, shapes, size=3 * size, tile=size)
         cv2.imwrite(str(scenes / f"scene_{index:02d}_{'_'.join(shapes)}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    marker.write_text(json.dumps(settings))
+    mark_complete(marker, settings)
     return directory

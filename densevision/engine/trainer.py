@@ -29,12 +29,13 @@ from densevision.data.pipeline import build_dataset, steps_per_epoch
 from densevision.engine import checkpoints as ckpt
 from densevision.engine import tracking
 from densevision.engine.distribute import is_chief, make_strategy, scratch_dir
+from densevision.engine.evaluator import open_source
 from densevision.engine.optim import build_optimizer
 from densevision.engine.precise_bn import recompute_batchnorm_statistics
 from densevision.engine.precision import apply_precision, effective_jit
 from densevision.models import build_model
 from densevision.recipes import Recipe, save_recipe
-from densevision.registry import DATASETS, TASKS
+from densevision.registry import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,6 @@ class TrainResult:
     best_value: float | None
     best_epoch: int | None
     history: list[dict[str, Any]]
-
-
-def open_source(recipe: Recipe, split: str):
-    """The recipe's dataset source for ``split`` (checked on opening)."""
-    source_cls = DATASETS.get(recipe.data.name)
-    return source_cls(root=recipe.data.root, split=split, **recipe.data.kwargs())
 
 
 def _scalar_logs(prefix: str, results: dict[str, Any]) -> dict[str, float]:
