@@ -106,7 +106,8 @@ def test_same_seed_same_losses(tmp_path, street_data):
 
 
 def test_wandb_offline_writes_its_files(tmp_path, street_data):
-    recipe = write_recipe(tmp_path / "wb.yaml", street_data, train={"epochs": 1, "steps_per_epoch": 1},
+    recipe = write_recipe(tmp_path / "wb.yaml", street_data,
+                          train={"epochs": 1, "steps_per_epoch": 1, "pictures_every": 1, "num_pictures": 2},
                           tracking={"wandb": {"mode": "offline", "project": "densevision-test"}})
     result = run_train([str(recipe), "--output", str(tmp_path / "out")], WANDB_MODE="offline")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -114,6 +115,9 @@ def test_wandb_offline_writes_its_files(tmp_path, street_data):
     offline = list((run_dir / "wandb").glob("offline-run-*"))
     assert offline, f"no offline W&B run under {run_dir / 'wandb'}"
     assert list(offline[0].glob("*.wandb")), "the offline run holds no .wandb log"
+    pictures = sorted((run_dir / "pictures").glob("epoch001_*.png"))
+    assert len(pictures) == 2, "sample predictions are written every train.pictures_every epochs"
+    assert list((offline[0] / "files" / "media" / "images").glob("samples_*.png")), "pictures reach W&B too"
 
 
 def test_kill_mid_epoch_then_resume_completes_the_plan(tmp_path, street_data):
@@ -210,3 +214,44 @@ def test_plot_history_draws_a_png(tmp_path, street_data):
     assert result.returncode == 0, result.stderr
     png = run_dir / "history.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_precision_fallbacks_warn_once_and_stay_usable():
+    from densevision.engine.precision import apply_precision, effective_jit, has_gpu
+
+    if has_gpu():
+        pytest.skip("the CPU fallbacks apply only without a GPU")
+    try:
+        with pytest.warns(UserWarning, match="mixed_float16 needs a GPU"):
+            assert apply_precision("mixed_float16") == "float32"
+        assert keras.mixed_precision.global_policy().name == "float32"
+        assert apply_precision("mixed_bfloat16") == "mixed_bfloat16"
+        assert keras.mixed_precision.global_policy().compute_dtype == "bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    with pytest.warns(UserWarning, match="jit_compile"):
+        assert effective_jit(True) is False
+
+
+def test_full_disk_names_the_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from densevision.engine.checkpoints import save_model_atomic
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model, "save", disk_full)
+    target = tmp_path / "checkpoints" / "last.keras"
+    with pytest.raises(CheckpointError, match=f"{target}.*disk is full"):
+        save_model_atomic(model, target)
+    assert not list(target.parent.iterdir()), "no half-written file may remain"
+
+
+def test_other_keras_backend_is_refused_with_advice():
+    result = subprocess.run([sys.executable, "-c", "import densevision"], capture_output=True, text=True,
+                            timeout=120, env=tool_env(KERAS_BACKEND="jax"))
+    assert result.returncode != 0
+    assert "KERAS_BACKEND='jax'" in result.stderr and "KERAS_BACKEND=tensorflow" in result.stderr
