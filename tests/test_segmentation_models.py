@@ -336,3 +336,17 @@ def test_builders_validate_recipe_options_from_their_signatures(name, options):
         schema(**{**options, "num_classes": "eleven"})
     with pytest.raises(Exception):
         schema(**options, unknown_key=1)
+
+
+def test_dynamic_upsampling_matches_keras_bilinear_and_traces_with_unknown_size():
+    import numpy as np
+    import tensorflow as tf
+
+    from densevision.layers.padding import DynamicUpSampling2D
+
+    x = np.random.default_rng(0).normal(size=(1, 5, 7, 3)).astype("float32")
+    reference = keras.layers.UpSampling2D(4, interpolation="bilinear")(x)
+    layer = DynamicUpSampling2D(4, interpolation="bilinear")
+    np.testing.assert_allclose(layer(x).numpy(), keras.ops.convert_to_numpy(reference), atol=1e-6)
+    traced = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    assert traced(x).shape == (1, 20, 28, 3)

@@ -30,7 +30,7 @@ import keras  # noqa: E402
 
 from densevision.backbones.api import build_backbone, freeze_backbone  # noqa: E402
 from densevision.layers.context import CONTEXT_WIDTHS, context_module  # noqa: E402
-from densevision.layers.padding import CropLike, PadToMultiple  # noqa: E402
+from densevision.layers.padding import CropLike, DynamicUpSampling2D, PadToMultiple  # noqa: E402
 from densevision.registry import MODELS  # noqa: E402
 
 CONTEXT_CHOICES = ("none", *CONTEXT_WIDTHS)
@@ -103,7 +103,7 @@ def dilation(
     )(x)
     if context != "none":
         x = context_module(x, num_classes, context, relative_noise=context_noise, name="context")
-    x = keras.layers.UpSampling2D(output_stride, interpolation="bilinear", dtype="float32", name="upsample")(x)
+    x = DynamicUpSampling2D(output_stride, interpolation="bilinear", dtype="float32", name="upsample")(x)
     logits = CropLike(dtype="float32", name="crop")([x, images])
     return keras.Model(images, logits, name=name or f"dilation_{context}_{backbone}")
 

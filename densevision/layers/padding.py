@@ -75,3 +75,19 @@ class CropLike(keras.layers.Layer):
 
     def get_config(self):
         return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package="densevision")
+class DynamicUpSampling2D(keras.layers.UpSampling2D):
+    """``UpSampling2D`` that also works inside ``tf.function`` when H and W are unknown.
+
+    Keras 3.15's bilinear ``UpSampling2D`` tests the symbolic spatial size with a Python ``bool`` and fails in a
+    traced training step on ``(None, None)`` inputs; this computes the target size from ``tf.shape`` instead.
+    ``(B, H, W, C) -> (B, H * sh, W * sw, C)``, channels_last.
+    """
+
+    def call(self, inputs):
+        scale = tf.constant(self.size, dtype=tf.int32)
+        target = tf.shape(inputs)[1:3] * scale
+        method = "bilinear" if self.interpolation == "bilinear" else self.interpolation
+        return tf.cast(tf.image.resize(inputs, target, method=method), inputs.dtype)
