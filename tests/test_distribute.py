@@ -46,7 +46,8 @@ def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path):
     losses = json.loads(result.stdout.split("RESULT", 1)[1])
     assert losses["mirrored"]["replicas"] == 2 and losses["single"]["replicas"] == 1
     for key in ("loss", "val_loss"):
-        assert losses["mirrored"][key] == pytest.approx(losses["single"][key], rel=2e-3, abs=2e-4), key
+        # Per-replica (unsynchronised) statistics already move the loss by ~2e-4 here; synchronised ones agree to ~1e-7.
+        assert losses["mirrored"][key] == pytest.approx(losses["single"][key], rel=1e-5), key
 
 
 def test_multi_worker_mirrored_two_processes(tmp_path):
