@@ -28,6 +28,16 @@ class Task:
         self.recipe = recipe
         self.info = info
 
+    def _read_class_names(self) -> None:
+        """Set ``class_names`` and ``num_classes`` from the dataset info, checking they agree."""
+        if "class_names" not in self.info:
+            raise ValueError(f"{self.name} task: the dataset info has no 'class_names' (keys: {sorted(self.info)})")
+        self.class_names: list[str] = [str(name) for name in self.info["class_names"]]
+        self.num_classes: int = int(self.info.get("num_classes") or len(self.class_names))
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{self.name} task: the dataset info has {len(self.class_names)} class names but "
+                             f"num_classes={self.num_classes}")
+
     # ---- data
     @property
     def target_spec(self):

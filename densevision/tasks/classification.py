@@ -60,13 +60,7 @@ class ClassificationTask(Task):
 
     def __init__(self, recipe, info: dict[str, Any]):
         super().__init__(recipe, info)
-        if "class_names" not in info:
-            raise ValueError(f"classification task: the dataset info has no 'class_names' (keys: {sorted(info)})")
-        self.class_names = [str(name) for name in info["class_names"]]
-        self.num_classes = int(info.get("num_classes") or len(self.class_names))
-        if len(self.class_names) != self.num_classes:
-            raise ValueError(f"classification task: {len(self.class_names)} class names but num_classes="
-                             f"{self.num_classes} in the dataset info")
+        self._read_class_names()
         model = getattr(recipe, "model", None) if recipe is not None else None
         declared = (model.kwargs() if model is not None else {}).get("num_classes")
         if declared is not None and int(declared) != self.num_classes:

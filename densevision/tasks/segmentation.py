@@ -168,15 +168,7 @@ class SegmentationTask(Task):
 
     def __init__(self, recipe, info: dict[str, Any]):
         super().__init__(recipe, info)
-        if "class_names" not in info:
-            raise ValueError(f"segmentation task: the dataset info has no 'class_names' (keys: {sorted(info)})")
-        self.class_names: list[str] = [str(name) for name in info["class_names"]]
-        self.num_classes: int = int(info.get("num_classes") or len(self.class_names))
-        if len(self.class_names) != self.num_classes:
-            raise ValueError(
-                f"segmentation task: dataset info has {len(self.class_names)} class names but "
-                f"num_classes={self.num_classes}"
-            )
+        self._read_class_names()
         ignore = info.get("ignore_label")
         # Sources always name a void label; 255 (the usual one) keeps padding from augmentation out of the counts.
         self.ignore_label: int = 255 if ignore is None else int(ignore)
