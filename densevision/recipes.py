@@ -295,6 +295,20 @@ def _check_builder_options(section: str, registry, name: str, options: dict, ski
     return [], {k: validated[k] for k in options}
 
 
+def _check_augmentation(section) -> list[str]:
+    """Build every albumentations transform once, so a misspelt name or parameter fails before any work."""
+    from densevision.data.augment import AugmentationError, validate_transforms
+
+    problems = []
+    for split in ("train", "val"):
+        transforms = section.get(split) if isinstance(section, dict) else None
+        try:
+            validate_transforms(transforms, where=f"augmentation.{split}")
+        except AugmentationError as e:
+            problems.append(f"key 'augmentation.{split}': {e}")
+    return problems
+
+
 def validate_recipe(config: dict, source: str = "<recipe>") -> Recipe:
     """Validate a merged recipe mapping; raise one :class:`RecipeError` listing every problem."""
     _import_builtin_parts()
@@ -320,6 +334,7 @@ def validate_recipe(config: dict, source: str = "<recipe>") -> Recipe:
         errs, validated_options[section] = _check_builder_options(
             section, registry, raw["name"], options, skip, declared=tuple(section_cls.model_fields))
         problems += errs
+    problems += _check_augmentation(config.get("augmentation"))
     if problems:
         raise RecipeError(f"{source}: invalid recipe:\n  " + "\n  ".join(problems))
     for section, options in validated_options.items():

@@ -134,3 +134,9 @@ def test_dry_run_cli_exit_codes(base_recipe):
 def test_public_api_contract():
     for name in ["load_recipe", "build_model", "build_backbone", "to_fully_convolutional"]:
         assert callable(getattr(densevision, name))
+
+
+def test_misspelt_augmentation_fails_at_load_time(base_recipe):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(base_recipe, ["augmentation.train=[{HorizontalFlp: {p: 0.5}}]"])
+    assert "augmentation.train" in str(err.value) and "HorizontalFlip" in str(err.value)
