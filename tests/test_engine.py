@@ -255,3 +255,11 @@ def test_other_keras_backend_is_refused_with_advice():
                             timeout=120, env=tool_env(KERAS_BACKEND="jax"))
     assert result.returncode != 0
     assert "KERAS_BACKEND='jax'" in result.stderr and "KERAS_BACKEND=tensorflow" in result.stderr
+
+
+def test_missing_dataset_fails_before_any_run_folder_exists(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "no_such_camvid")
+    result = run_train([str(recipe), "--output", str(tmp_path / "out")])
+    assert result.returncode == 2
+    assert "no_such_camvid" in result.stderr and "--demo" in result.stderr
+    assert not list((tmp_path / "out").glob("*/*")), "a failed start must not leave a run folder behind"

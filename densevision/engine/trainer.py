@@ -94,11 +94,15 @@ class Trainer:
             self.run_dir = Path(resume_dir)
             if not (self.run_dir / LAST).is_file():
                 raise ckpt.CheckpointError(f"cannot resume {self.run_dir}: {self.run_dir / LAST} does not exist")
-        elif self.chief:
-            self.run_dir = ckpt.new_run_dir(output_dir or recipe.output.dir, recipe.name)
-            save_recipe(recipe, self.run_dir / RECIPE_FILE)
         else:
-            self.run_dir = None
+            self.run_dir = None  # created once data and model are known to be usable (see fit)
+        self.output_dir = output_dir or recipe.output.dir
+
+    def _open_run_dir(self) -> None:
+        """Create the run folder (chief, new runs) only after data and model were built without error."""
+        if self.run_dir is None and self.chief:
+            self.run_dir = ckpt.new_run_dir(self.output_dir, self.recipe.name)
+            save_recipe(self.recipe, self.run_dir / RECIPE_FILE)
         # Every worker saves checkpoints (saving may need all of them); only the chief's land in the run folder.
         self.write_dir = self.run_dir if self.chief else Path(scratch_dir())
 
@@ -231,6 +235,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train for the recipe's epochs (from the checkpoint's epoch when resuming) and return the result."""
         self._build()
+        self._open_run_dir()
         recipe = self.recipe
         monitor = recipe.train.monitor
         better = (lambda a, b: a > b) if recipe.train.monitor_mode == "max" else (lambda a, b: a < b)
