@@ -108,9 +108,10 @@ def read_history(path: str | os.PathLike) -> list[dict[str, str]]:
 
 def truncate_history(path: str | os.PathLike, epochs_done: int) -> list[dict[str, str]]:
     """Keep the rows of epochs ``< epochs_done`` (a run killed after logging but before its checkpoint)."""
-    rows = [r for r in read_history(path) if int(r["epoch"]) < epochs_done]
-    if Path(path).is_file():
-        fields = list(read_history(path)[0].keys()) if read_history(path) else []
+    all_rows = read_history(path)
+    rows = [r for r in all_rows if int(r["epoch"]) < epochs_done]
+    if len(rows) < len(all_rows):
+        fields = list(all_rows[0].keys())
 
         def write(tmp):
             with open(tmp, "w", newline="") as f:
@@ -118,6 +119,5 @@ def truncate_history(path: str | os.PathLike, epochs_done: int) -> list[dict[str
                 writer.writeheader()
                 writer.writerows(rows)
 
-        if fields:
-            _atomic_write(Path(path), write)
+        _atomic_write(Path(path), write)
     return rows

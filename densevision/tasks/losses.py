@@ -77,6 +77,15 @@ def _log_probabilities(logits: tf.Tensor) -> tf.Tensor:
     return tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
 
 
+def _true_class_log_probs(y_true, logits, ignore_label):
+    """``(log_probs (B, H, W, K), labels (B, H, W) with void made safe, valid (B, H, W), log p_true (B, H, W))``."""
+    log_probs = _log_probabilities(logits)
+    valid = valid_pixel_mask(y_true, ignore_label)
+    labels = _safe_labels(y_true, valid)
+    true_log_prob = tf.gather(log_probs, labels[..., None], batch_dims=3)[..., 0]
+    return log_probs, labels, valid, true_log_prob
+
+
 @LOSSES.register("cross_entropy")
 def cross_entropy(
     class_weights: Optional[Union[Literal["median_frequency"], list[float]]] = None,
@@ -98,10 +107,7 @@ def cross_entropy(
     weights = _check_class_weights(class_weights, "cross_entropy")
 
     def loss_fn(y_true, logits, ignore_label=None):
-        log_probs = _log_probabilities(logits)
-        valid = valid_pixel_mask(y_true, ignore_label)
-        labels = _safe_labels(y_true, valid)
-        true_log_prob = tf.gather(log_probs, labels[..., None], batch_dims=3)[..., 0]
+        log_probs, labels, valid, true_log_prob = _true_class_log_probs(y_true, logits, ignore_label)
         pixel_losses = -true_log_prob
         if label_smoothing:
             uniform_term = -tf.reduce_mean(log_probs, axis=-1)
@@ -129,10 +135,7 @@ def focal(
     weights = _check_class_weights(class_weights, "focal")
 
     def loss_fn(y_true, logits, ignore_label=None):
-        log_probs = _log_probabilities(logits)
-        valid = valid_pixel_mask(y_true, ignore_label)
-        labels = _safe_labels(y_true, valid)
-        true_log_prob = tf.gather(log_probs, labels[..., None], batch_dims=3)[..., 0]
+        log_probs, labels, valid, true_log_prob = _true_class_log_probs(y_true, logits, ignore_label)
         modulation = tf.pow(1.0 - tf.exp(true_log_prob), gamma) if gamma else 1.0
         pixel_losses = -modulation * true_log_prob
         return _per_example_mean(pixel_losses, _pixel_weights(labels, valid, weights, log_probs))
