@@ -24,7 +24,7 @@ import densevision  # noqa: F401  (environment first)
 import keras
 import tensorflow as tf
 
-from densevision.convert import to_fully_convolutional
+from densevision.inference.fully_convolutional import to_fully_convolutional
 
 WINDOW, STRIDE = 224, 32
 

@@ -17,15 +17,15 @@ from densevision._env import check_loaded_backend  # noqa: E402
 
 check_loaded_backend()
 
-from densevision.builtin import load_builtin_parts  # noqa: E402
+from densevision.registry import load_builtin_parts  # noqa: E402
 
 # Registers every built-in layer, backbone, model, dataset and task, so recipes can name them and .keras
 # checkpoints load with safe_mode=True.
 load_builtin_parts()
 
-from densevision.analysis import layer_table  # noqa: E402
+from densevision.analysis.layer_table import layer_table  # noqa: E402
 from densevision.backbones.api import build_backbone, freeze_backbone  # noqa: E402
-from densevision.convert import to_fully_convolutional  # noqa: E402
+from densevision.inference.fully_convolutional import to_fully_convolutional  # noqa: E402
 from densevision.models import build_model  # noqa: E402
 from densevision.recipes import Recipe, RecipeError, load_recipe  # noqa: E402
 

@@ -217,7 +217,7 @@ def parse_overrides(overrides: list[str], origin: str = "--set") -> OmegaConf:
 
 def _import_builtin_parts() -> None:
     """Importing the built-in modules registers their models, datasets, losses and tasks."""
-    from densevision.builtin import load_builtin_parts
+    from densevision.registry import load_builtin_parts
 
     load_builtin_parts()
 

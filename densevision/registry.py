@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Callable, Iterator
 
 
@@ -78,3 +79,34 @@ TASKS = Registry("task")
 
 LOSSES = Registry("loss")
 """``name -> fn(**options) -> callable(y_true, y_pred) -> per-example loss``."""
+
+
+# ------------------------------------------------------------------------------------------ built-in parts
+# Importing these modules registers their layers, backbones, models, sources, tasks and losses, so recipes can name
+# any built-in part and .keras checkpoints load in safe mode. A plug-in registers itself the same way: import it
+# before loading the recipe.
+
+BUILTIN_MODULES = (
+    "densevision.layers.preprocessing",
+    "densevision.layers.padding",
+    "densevision.layers.dense",
+    "densevision.layers.context",
+    "densevision.backbones.vgg",
+    "densevision.backbones.resnet",
+    "densevision.backbones.densenet",
+    "densevision.models.tiramisu",
+    "densevision.models.dilation",
+    "densevision.models.classifier",
+    "densevision.data.camvid",
+    "densevision.data.mask_folder",
+    "densevision.data.image_folder",
+    "densevision.tasks.losses",
+    "densevision.tasks.segmentation",
+    "densevision.tasks.classification",
+    "densevision.engine.optim",
+)
+
+
+def load_builtin_parts() -> None:
+    for name in BUILTIN_MODULES:
+        importlib.import_module(name)

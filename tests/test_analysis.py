@@ -15,7 +15,7 @@ import pytest
 import densevision  # noqa: F401  (environment before keras)
 import keras
 import tensorflow as tf
-from densevision.analysis import format_table, layer_table
+from densevision.analysis.layer_table import format_table, layer_table
 
 ROOT = Path(__file__).resolve().parents[1]
 L = keras.layers
@@ -364,7 +364,7 @@ def test_tool_command_line_tabulates_a_backbone_as_json():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _importable("densevision.heads.classifier"), reason="densevision.heads.classifier not written")
+@pytest.mark.skipif(not _importable("densevision.models.classifier"), reason="densevision.models.classifier not written")
 def test_tool_include_top_gives_the_imagenet_vgg16(capsys):
     assert _summarize_main()(["vgg16", "--include-top", "--json"]) == 0
     table = json.loads(capsys.readouterr().out)

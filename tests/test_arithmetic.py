@@ -9,7 +9,7 @@ import pytest
 
 import densevision  # noqa: F401  (environment before keras)
 import keras
-from densevision.arithmetic import (
+from densevision.analysis.arithmetic import (
     conv_output_size,
     effective_kernel_size,
     keras_conv_output_size,

@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 import densevision.data.image_folder as image_folder
-import densevision.heads.classifier as classifier
+import densevision.models.classifier as classifier
 import densevision.tasks.classification as classification
 from densevision.data.errors import DatasetError
 from densevision.registry import DATASETS, LOSSES, MODELS, TASKS
@@ -130,7 +130,7 @@ def test_top_weights_copy_the_head_and_check_shapes(tmp_path):
 
 
 def test_classifier_converts_to_fully_convolutional():
-    from densevision.convert import to_fully_convolutional
+    from densevision.inference.fully_convolutional import to_fully_convolutional
 
     model = classifier.build_classifier("vgg16", num_classes=3, input_shape=(64, 64, 3))
     converted = to_fully_convolutional(model)

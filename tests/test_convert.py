@@ -14,8 +14,8 @@ import pytest
 import densevision  # noqa: F401  (environment first)
 import keras
 
-from densevision import sliding
-from densevision.convert import ConversionError, RowBandConv2D, WindowDense, to_fully_convolutional
+from densevision.inference import sliding
+from densevision.inference.fully_convolutional import ConversionError, RowBandConv2D, WindowDense, to_fully_convolutional
 
 TOL = 1e-4
 

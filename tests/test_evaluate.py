@@ -129,7 +129,7 @@ def camvid_checkpoint(tmp_path_factory):
 def in_process_recipe(data_root: Path):
     """The recipe (schema-checked only), with its dataset and model modules imported here."""
     pytest.importorskip("densevision.data.camvid", reason="densevision.data.camvid not available")
-    pytest.importorskip("densevision.heads.tiramisu", reason="densevision.heads.tiramisu not available")
+    pytest.importorskip("densevision.models.tiramisu", reason="densevision.models.tiramisu not available")
     from densevision.recipes import Recipe
 
     return Recipe(**recipe_dict(data_root))

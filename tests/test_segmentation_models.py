@@ -14,8 +14,8 @@ import pytest
 import densevision  # noqa: F401  (sets the Keras backend first)
 import keras
 import tensorflow as tf
-from densevision.heads import dilation as dilation_module
-from densevision.heads import tiramisu as tiramisu_module
+from densevision.models import dilation as dilation_module
+from densevision.models import tiramisu as tiramisu_module
 from densevision.layers.context import ContextIdentity, context_module
 from densevision.layers.padding import CropLike, PadToMultiple
 from densevision.recipes import _signature_model

@@ -11,7 +11,7 @@ import pytest
 import densevision  # noqa: F401  (backend and environment)
 import keras
 import tensorflow as tf
-from densevision import visualize
+from densevision.visualization import segmentation as visualize
 from densevision.recipes import LossSection
 from densevision.registry import LOSSES, TASKS
 from densevision.tasks import losses

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import densevision  # noqa: E402,F401
-from densevision.sliding import sliding_classify_command  # noqa: E402
+from densevision.inference.sliding import sliding_classify_command  # noqa: E402
 
 
 def main(argv=None) -> int:

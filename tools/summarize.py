@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import densevision  # noqa: F401  (environment before keras)
-    from densevision.analysis import format_table, layer_table, resolve_model
+    from densevision.analysis.layer_table import format_table, layer_table, resolve_model
     from densevision.registry import UnknownNameError
 
     try:

@@ -9,16 +9,12 @@ documented in each family module (:mod:`~densevision.backbones.vgg`, :mod:`~dens
 
 from __future__ import annotations
 
-from densevision._env import configure_environment
-
-configure_environment()
-
-import keras  # noqa: E402
+import keras
 
 # importing the families registers them in BACKBONES
-from densevision.backbones import densenet, resnet, vgg  # noqa: E402, F401
-from densevision.backbones import common  # noqa: E402
-from densevision.registry import BACKBONES  # noqa: E402
+from densevision.backbones import densenet, resnet, vgg  # noqa: F401  (importing registers them)
+from densevision.backbones import common
+from densevision.registry import BACKBONES
 
 FEATURE_KEYS = common.FEATURE_KEYS
 

@@ -19,14 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from densevision._env import configure_environment
+import keras
+from keras import ops
 
-configure_environment()
-
-import keras  # noqa: E402
-from keras import ops  # noqa: E402
-
-from densevision.layers.preprocessing import Preprocess  # noqa: E402
+from densevision.layers.preprocessing import Preprocess
 
 FEATURE_KEYS = ("P1", "P2", "P3", "P4", "P5")
 OUTPUT_STRIDES = (8, 16, 32)

@@ -23,16 +23,12 @@ Preprocessing: ``"torch"``.
 
 from __future__ import annotations
 
-from densevision._env import configure_environment
+from keras import layers
 
-configure_environment()
-
-from keras import layers  # noqa: E402
-
-from densevision.backbones.common import DilatedAveragePooling2D, feature_model, image_input  # noqa: E402
-from densevision.backbones.common import stage_plans  # noqa: E402
-from densevision.backbones.weights import load_backbone_weights  # noqa: E402
-from densevision.registry import BACKBONES  # noqa: E402
+from densevision.backbones.common import DilatedAveragePooling2D, feature_model, image_input
+from densevision.backbones.common import stage_plans
+from densevision.backbones.weights import load_backbone_weights
+from densevision.registry import BACKBONES
 
 # conv blocks in dense blocks conv2..conv5
 DENSENET_BLOCKS = {"densenet121": (6, 12, 24, 16), "densenet169": (6, 12, 32, 32), "densenet201": (6, 12, 48, 32)}

@@ -22,15 +22,11 @@ equals P5 at 32 (a trous, Holschneider et al. 1989). Preprocessing: ``"caffe"``.
 
 from __future__ import annotations
 
-from densevision._env import configure_environment
+from keras import layers
 
-configure_environment()
-
-from keras import layers  # noqa: E402
-
-from densevision.backbones.common import feature_model, image_input, stage_plans  # noqa: E402
-from densevision.backbones.weights import load_backbone_weights  # noqa: E402
-from densevision.registry import BACKBONES  # noqa: E402
+from densevision.backbones.common import feature_model, image_input, stage_plans
+from densevision.backbones.weights import load_backbone_weights
+from densevision.registry import BACKBONES
 
 # residual blocks in stages conv2..conv5
 RESNET_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}

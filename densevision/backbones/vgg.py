@@ -22,15 +22,11 @@ Preprocessing: ``"caffe"``.
 
 from __future__ import annotations
 
-from densevision._env import configure_environment
+from keras import layers
 
-configure_environment()
-
-from keras import layers  # noqa: E402
-
-from densevision.backbones.common import feature_model, image_input, stage_plans  # noqa: E402
-from densevision.backbones.weights import load_backbone_weights  # noqa: E402
-from densevision.registry import BACKBONES  # noqa: E402
+from densevision.backbones.common import feature_model, image_input, stage_plans
+from densevision.backbones.weights import load_backbone_weights
+from densevision.registry import BACKBONES
 
 # convolutions per block; every conv is 3x3 "same" + ReLU
 VGG_CONVS_PER_BLOCK = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}

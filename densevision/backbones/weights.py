@@ -20,13 +20,9 @@ import os
 import tempfile
 import warnings
 
-from densevision._env import configure_environment
-
-configure_environment()
-
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import keras  # noqa: E402
+import h5py
+import numpy as np
+import keras
 
 _KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 

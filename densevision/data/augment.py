@@ -34,14 +34,11 @@ from typing import Any, Callable, Literal, Sequence, Union
 
 import numpy as np
 
-from densevision._env import configure_environment
 from densevision.data.errors import AugmentationError
 from densevision.registry import did_you_mean
 
-configure_environment()
-
-import albumentations as A  # noqa: E402
-from albumentations.core.serialization import (  # noqa: E402
+import albumentations as A
+from albumentations.core.serialization import (
     NON_SERIALIZABLE_REGISTRY,
     SERIALIZABLE_REGISTRY,
     shorten_class_name,

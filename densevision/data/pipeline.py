@@ -15,12 +15,9 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from densevision._env import configure_environment
 from densevision.data.errors import DatasetError
 
-configure_environment()
-
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 Augment = Callable[[np.ndarray, Any, Optional[int]], tuple[np.ndarray, Any]]
 

@@ -18,15 +18,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from densevision._env import configure_environment
+import keras
+import tensorflow as tf
 
-configure_environment()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from densevision.engine.checkpoints import CheckpointError  # noqa: E402
-from densevision.registry import DATASETS, TASKS  # noqa: E402
+from densevision.engine.checkpoints import CheckpointError
+from densevision.registry import DATASETS, TASKS
 
 CHECKPOINT_SUFFIXES = (".keras", ".weights.h5")
 

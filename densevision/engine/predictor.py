@@ -15,15 +15,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from densevision._env import configure_environment
+import cv2
+import keras
+import tensorflow as tf
 
-configure_environment()
-
-import cv2  # noqa: E402
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from densevision import visualize  # noqa: E402
+from densevision.visualization import segmentation as visualize
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 OVERLAY_FOLDER = "overlays"
@@ -113,7 +109,7 @@ def predict_images(
         model: images ``(1, H, W, 3)`` float32 in [0, 255] -> logits ``(1, H, W, K)``; any ``H, W``.
         inputs: image files and/or folders of images.
         output_dir: created if needed.
-        palette: ``(K, 3)`` uint8 colours for overlays (default :func:`densevision.visualize.default_palette`).
+        palette: ``(K, 3)`` uint8 colours for overlays (default :func:`densevision.visualization.segmentation.default_palette`).
         overlay: also write ``overlays/<stem>.png``.
         overwrite: replace existing outputs instead of refusing.
         progress: show a tqdm progress bar.

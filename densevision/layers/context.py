@@ -23,12 +23,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from densevision._env import configure_environment
-
-configure_environment()
-
-import keras  # noqa: E402
-from keras import ops  # noqa: E402
+import keras
+from keras import ops
 
 CONTEXT_DILATIONS = (1, 1, 2, 4, 8, 16, 1, 1)
 CONTEXT_KERNEL_SIZES = (3, 3, 3, 3, 3, 3, 3, 1)

@@ -12,13 +12,9 @@ concatenated with the skip connection of the same resolution.
 
 from __future__ import annotations
 
-from densevision._env import configure_environment
+import keras
 
-configure_environment()
-
-import keras  # noqa: E402
-
-from densevision.layers.padding import CropLike  # noqa: E402
+from densevision.layers.padding import CropLike
 
 #: Keras ``momentum`` is the weight of the *old* running average. The reference FC-DenseNet (Lasagne,
 #: ``alpha=0.1`` on the new batch) and PyTorch (``momentum=0.1``) both correspond to Keras 0.9; Keras' own

@@ -8,13 +8,9 @@ keeps its own prediction and full-resolution evaluation needs no resizing.
 
 from __future__ import annotations
 
-from densevision._env import configure_environment
-
-configure_environment()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import ops  # noqa: E402
+import keras
+import tensorflow as tf
+from keras import ops
 
 
 def _padded(size, multiple: int):

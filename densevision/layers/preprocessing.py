@@ -10,12 +10,8 @@
 
 from __future__ import annotations
 
-from densevision._env import configure_environment
-
-configure_environment()
-
-import keras  # noqa: E402
-from keras import ops  # noqa: E402
+import keras
+from keras import ops
 
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 TORCH_RGB_MEAN = (0.485, 0.456, 0.406)

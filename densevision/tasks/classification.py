@@ -13,14 +13,10 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from densevision._env import configure_environment
+import tensorflow as tf
 
-configure_environment()
-
-import tensorflow as tf  # noqa: E402
-
-from densevision.registry import LOSSES, TASKS  # noqa: E402
-from densevision.tasks.base import Task  # noqa: E402
+from densevision.registry import LOSSES, TASKS
+from densevision.tasks.base import Task
 
 #: losses in ``LOSSES`` that take ``(labels (B,), logits (B, K))``
 CLASSIFICATION_LOSSES = ("softmax_cross_entropy",)

@@ -13,13 +13,9 @@ from __future__ import annotations
 
 from typing import Callable, Literal, Optional, Sequence, Union
 
-from densevision._env import configure_environment
+import tensorflow as tf
 
-configure_environment()
-
-import tensorflow as tf  # noqa: E402
-
-from densevision.registry import LOSSES  # noqa: E402
+from densevision.registry import LOSSES
 
 #: the one string ``class_weights`` accepts: resolved from the training set by the task
 MEDIAN_FREQUENCY = "median_frequency"

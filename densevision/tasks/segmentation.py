@@ -23,17 +23,13 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from densevision._env import configure_environment
+import keras
+import tensorflow as tf
 
-configure_environment()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from densevision import visualize  # noqa: E402
-from densevision.registry import DATASETS, LOSSES, TASKS  # noqa: E402
-from densevision.tasks import losses as _losses  # noqa: E402  (importing registers the losses)
-from densevision.tasks.base import Task  # noqa: E402
+from densevision.visualization import segmentation as visualize
+from densevision.registry import DATASETS, LOSSES, TASKS
+from densevision.tasks import losses as _losses  # importing registers the losses
+from densevision.tasks.base import Task
 
 # ------------------------------------------------------------------------------------------ confusion matrix
 

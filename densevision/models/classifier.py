@@ -8,7 +8,7 @@
 Layer names are keras.applications' (the backbone's are too), so weights move between the two by name. The
 model maps float32 RGB images in [0, 255] ``(B, H, W, 3)`` to float32 **logits** ``(B, num_classes)``: no
 softmax, so the loss is computed from logits (stable, exact under mixed precision); apply
-``keras.activations.softmax`` for probabilities. :func:`densevision.convert.to_fully_convolutional` turns
+``keras.activations.softmax`` for probabilities. :func:`densevision.inference.fully_convolutional.to_fully_convolutional` turns
 either head into a sliding-window classifier.
 
 Transfer learning (CS231n's two recipes): ``freeze="all"`` keeps the pretrained features fixed and trains only
@@ -20,15 +20,11 @@ from __future__ import annotations
 import os
 from typing import Literal, Optional
 
-from densevision._env import configure_environment
+import h5py
+import keras
 
-configure_environment()
-
-import h5py  # noqa: E402
-import keras  # noqa: E402
-
-from densevision.backbones.api import build_backbone, freeze_backbone  # noqa: E402
-from densevision.registry import MODELS  # noqa: E402
+from densevision.backbones.api import build_backbone, freeze_backbone
+from densevision.registry import MODELS
 
 #: head used by ``head="auto"`` per backbone family
 AUTO_HEADS = {"vgg": "fc", "resnet": "gap", "densenet": "gap"}

@@ -29,13 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-
-from densevision._env import configure_environment
-
-configure_environment()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
 
 class ConversionError(ValueError):
@@ -511,7 +506,7 @@ def to_fully_convolutional(model: keras.Model, conv_bands: Optional[dict[str, in
     Args:
         model: a functional or Sequential Keras classifier with a fixed input size ``(S_h, S_w, C)``
             (e.g. ``keras.applications.VGG16(include_top=True, weights=None)``, or
-            :func:`densevision.heads.classifier.build_classifier`); nested sub-models (a backbone inside the
+            :func:`densevision.models.classifier.build_classifier`); nested sub-models (a backbone inside the
             classifier) are flattened into the new graph.
         conv_bands: optional speed-up for single large images on CPU: ``{"layer name": strips}`` or ``"auto"``
             (:func:`default_conv_bands`) runs those stride-1 ``Conv2D`` layers as :class:`RowBandConv2D`

@@ -1,7 +1,7 @@
 """Dense class scores from a fully convolutional classifier: score maps over large images at the network's
 stride or finer, several scales, image-level scores, top-k labels and heat maps.
 
-A classifier trained on ``S x S`` crops and rewritten by :func:`densevision.convert.to_fully_convolutional`
+A classifier trained on ``S x S`` crops and rewritten by :func:`densevision.inference.fully_convolutional.to_fully_convolutional`
 gives, in one pass over an ``H x W`` image, the scores of every ``S x S`` window at offsets that are multiples
 of its total stride ``T`` (32 for VGG16: a 6x6 map for a 384x384 image and 224x224 windows). For a finer
 stride ``s`` (a divisor of ``T``) the image is also forwarded shifted by ``s, 2s, ...`` pixels (CS231n: shift
@@ -20,12 +20,8 @@ from typing import Literal, Optional, Sequence
 import cv2
 import numpy as np
 
-from densevision._env import configure_environment
-
-configure_environment()
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
 _FORWARD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -110,7 +106,7 @@ def dense_scores(
     """Scores of every window of ``images`` at ``stride``, from shifted passes of ``fc_model``.
 
     Args:
-        fc_model: a fully convolutional classifier (:func:`densevision.convert.to_fully_convolutional`).
+        fc_model: a fully convolutional classifier (:func:`densevision.inference.fully_convolutional.to_fully_convolutional`).
         images: ``(H, W, 3)`` or ``(B, H, W, 3)`` RGB in [0, 255], ``H, W >= window``.
         window: the classifier's original input size ``S`` (int or ``(rows, cols)``).
         stride: offset between neighbouring windows, a divisor of the network stride ``T``; default ``T``
@@ -370,12 +366,12 @@ def sliding_classify_command(
     from tqdm import tqdm
 
     import densevision.data.image_folder  # noqa: F401  (registers image_folder)
-    import densevision.heads.classifier  # noqa: F401  (registers classifier)
+    import densevision.models.classifier  # noqa: F401  (registers classifier)
     import densevision.tasks.classification  # noqa: F401  (registers the task)
-    from densevision.convert import to_fully_convolutional
+    from densevision.inference.fully_convolutional import to_fully_convolutional
     from densevision.data.image_folder import read_rgb
     from densevision.recipes import load_recipe
-    from densevision.visualize import side_by_side
+    from densevision.visualization.segmentation import side_by_side
 
     recipe = load_recipe(recipe_path, overrides=list(overrides), demo=demo)
     if demo:

@@ -3,7 +3,7 @@
 :func:`layer_table` walks a functional Keras model's graph in topological order, recursing into nested models,
 and propagates shapes symbolically (``compute_output_spec``: nothing is built or run), so a model whose input is
 ``(None, None, 3)`` gets its table at any concrete size. Every convolution, pooling, padding and upsampling size
-comes from :mod:`densevision.arithmetic` and is checked against Keras' own answer. What each figure counts is
+comes from :mod:`densevision.analysis.arithmetic` and is checked against Keras' own answer. What each figure counts is
 explained in ``docs/layer_table.md``.
 """
 
@@ -17,14 +17,10 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Optional, Sequence
 
-from densevision._env import configure_environment
+import keras
+from keras import tree
 
-configure_environment()
-
-import keras  # noqa: E402
-from keras import tree  # noqa: E402
-
-from densevision import arithmetic  # noqa: E402
+from densevision.analysis import arithmetic
 
 DEFAULT_INPUT_SHAPE = (224, 224, 3)
 BYTES_PER_VALUE = 4  # float32 activations
@@ -51,7 +47,7 @@ _INTERPOLATION_TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4, "lanczos3": 6,
 
 @dataclass(frozen=True)
 class _Field:
-    """Which input pixels a tensor's units see: one :class:`~densevision.arithmetic.AxisField` per spatial axis
+    """Which input pixels a tensor's units see: one :class:`~densevision.analysis.arithmetic.AxisField` per spatial axis
     ``(rows, cols)``. ``grid`` is the ``(H, W)`` a Flatten folded into the feature axis: a Dense on it sees the
     whole grid."""
 
@@ -193,7 +189,7 @@ def resolve_model(spec: str, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, i
             f"({', '.join(BACKBONES.names())}) or the path of a recipe .yaml file"
         )
     if include_top:
-        from densevision.heads.classifier import build_classifier
+        from densevision.models.classifier import build_classifier
 
         return build_classifier(backbone=spec, num_classes=1000, input_shape=input_shape)
     return build_backbone(spec, input_shape=input_shape)
@@ -309,7 +305,7 @@ def _tabulate(layer, name: str, in_specs: list, in_fields: list, out_specs: list
     x = in_specs[0].shape if in_specs else None
     y = out_specs[0].shape
     macs = 0
-    expected_spatial = None  # sizes from densevision.arithmetic, checked against Keras below
+    expected_spatial = None  # sizes from densevision.analysis.arithmetic, checked against Keras below
 
     if isinstance(layer, _CONV_TRANSPOSES):
         axes = _spatial_axes(layer, len(x))
@@ -392,7 +388,7 @@ def _tabulate(layer, name: str, in_specs: list, in_fields: list, out_specs: list
         keras_spatial = [y[a] for a in _spatial_axes(layer, len(y))]
         if list(expected_spatial) != keras_spatial:
             raise RuntimeError(
-                f"layer {name!r} ({type(layer).__name__}): densevision.arithmetic gives spatial size "
+                f"layer {name!r} ({type(layer).__name__}): densevision.analysis.arithmetic gives spatial size "
                 f"{expected_spatial}, Keras {keras_spatial} for input {tuple(x)}"
             )
     if field is not None and len(y) not in (2, 4):

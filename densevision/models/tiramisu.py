@@ -11,17 +11,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-from densevision._env import configure_environment
+import keras
 
-configure_environment()
-
-import keras  # noqa: E402
-
-from densevision.backbones.api import build_backbone, feature_strides, freeze_backbone  # noqa: E402
-from densevision.layers.dense import DEFAULT_BN_MOMENTUM, dense_block, transition_down, transition_up  # noqa: E402
-from densevision.layers.padding import CropLike, PadToMultiple  # noqa: E402
-from densevision.layers.preprocessing import Preprocess  # noqa: E402
-from densevision.registry import MODELS  # noqa: E402
+from densevision.backbones.api import build_backbone, feature_strides, freeze_backbone
+from densevision.layers.dense import DEFAULT_BN_MOMENTUM, dense_block, transition_down, transition_up
+from densevision.layers.padding import CropLike, PadToMultiple
+from densevision.layers.preprocessing import Preprocess
+from densevision.registry import MODELS
 
 
 def _check_positive(name: str, value) -> list[int]:

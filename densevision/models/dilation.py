@@ -22,16 +22,12 @@ from typing import Optional
 
 import numpy as np
 
-from densevision._env import configure_environment
+import keras
 
-configure_environment()
-
-import keras  # noqa: E402
-
-from densevision.backbones.api import build_backbone, freeze_backbone  # noqa: E402
-from densevision.layers.context import CONTEXT_WIDTHS, context_module  # noqa: E402
-from densevision.layers.padding import CropLike, DynamicUpSampling2D, PadToMultiple  # noqa: E402
-from densevision.registry import MODELS  # noqa: E402
+from densevision.backbones.api import build_backbone, freeze_backbone
+from densevision.layers.context import CONTEXT_WIDTHS, context_module
+from densevision.layers.padding import CropLike, DynamicUpSampling2D, PadToMultiple
+from densevision.registry import MODELS
 
 CONTEXT_CHOICES = ("none", *CONTEXT_WIDTHS)
 VGG_FC_FILTERS = 4096

@@ -1,0 +1,1 @@
+"""Model analysis: convolution arithmetic (``arithmetic``) and per-layer tables (``layer_table``)."""

@@ -1,1 +1,0 @@
-"""Task heads: feature maps -> task outputs. Each module registers its model builders in ``MODELS``."""

@@ -1,0 +1,2 @@
+"""Inference beyond one forward pass: fully convolutional conversion and sliding classification, tiling, test-time
+augmentation."""
