@@ -309,6 +309,19 @@ def _check_augmentation(section) -> list[str]:
     return problems
 
 
+def _check_loss_task(config: dict) -> list[str]:
+    """A loss is registered for one task (its targets and outputs): pairing it with another is an error."""
+    loss, task = config.get("loss"), config.get("task")
+    name = loss.get("name") if isinstance(loss, dict) else None
+    if not isinstance(name, str) or name not in LOSSES or not isinstance(task, str) or task not in TASKS:
+        return []
+    owner = LOSSES.attributes(name).get("task")
+    if owner is None or owner == task:
+        return []
+    return [f"key 'loss.name': {name!r} is a {owner} loss, but the recipe's task is {task!r}; choose one of: "
+            f"{', '.join(LOSSES.names(task=task)) or '(none registered)'}"]
+
+
 def validate_recipe(config: dict, source: str = "<recipe>") -> Recipe:
     """Validate a merged recipe mapping; raise one :class:`RecipeError` listing every problem."""
     _import_builtin_parts()
@@ -335,6 +348,7 @@ def validate_recipe(config: dict, source: str = "<recipe>") -> Recipe:
             section, registry, raw["name"], options, skip, declared=tuple(section_cls.model_fields))
         problems += errs
     problems += _check_augmentation(config.get("augmentation"))
+    problems += _check_loss_task(config)
     if problems:
         raise RecipeError(f"{source}: invalid recipe:\n  " + "\n  ".join(problems))
     for section, options in validated_options.items():

@@ -33,15 +33,20 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, Callable] = {}
+        self._attributes: dict[str, dict] = {}
 
-    def register(self, name: str | None = None, *, aliases: tuple[str, ...] = ()):
-        """Decorator registering ``obj`` under ``name`` (default: its ``__name__``) and any aliases."""
+    def register(self, name: str | None = None, *, aliases: tuple[str, ...] = (), **attributes):
+        """Decorator registering ``obj`` under ``name`` (default: its ``__name__``) and any aliases.
+
+        ``attributes`` are facts about the part the recipe checks use, e.g. ``task="segmentation"`` for a loss.
+        """
 
         def decorator(obj):
             for key in (name or obj.__name__, *aliases):
                 if key in self._items and self._items[key] is not obj:
                     raise ValueError(f"{self.kind} {key!r} is already registered to {self._items[key]!r}")
                 self._items[key] = obj
+                self._attributes[key] = dict(attributes)
             return obj
 
         return decorator
@@ -55,8 +60,15 @@ class Registry:
                 f"choose one of: {', '.join(sorted(self._items))}"
             ) from None
 
-    def names(self) -> list[str]:
-        return sorted(self._items)
+    def names(self, **attributes) -> list[str]:
+        """Registered names, optionally only those whose attributes match, e.g. ``names(task="pose")``."""
+        return sorted(key for key in self._items
+                      if all(self._attributes[key].get(k) == v for k, v in attributes.items()))
+
+    def attributes(self, name: str) -> dict:
+        """The attributes ``name`` was registered with (``{}`` if none)."""
+        self.get(name)
+        return dict(self._attributes[name])
 
     def __contains__(self, name: str) -> bool:
         return name in self._items
@@ -78,7 +90,11 @@ TASKS = Registry("task")
 """``name -> Task class``: targets, loss, metrics, decoding and pictures of one kind of problem."""
 
 LOSSES = Registry("loss")
-"""``name -> fn(**options) -> callable(y_true, y_pred) -> per-example loss``."""
+"""``name -> fn(**options) -> callable -> per-example loss``, registered with ``task=`` (the task whose targets it
+takes: a recipe pairing a loss with another task is refused)."""
+
+CODECS = Registry("codec")
+"""``name -> class``: target encodings (keypoints <-> heatmaps) with encode, decode and flip."""
 
 
 # ------------------------------------------------------------------------------------------ built-in parts

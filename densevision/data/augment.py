@@ -186,7 +186,24 @@ def validate_transforms(transforms: Sequence[TransformSpec] | None, target: Targ
 
 
 class Augmenter:
-    """``fn(image, target, seed) -> (image, target)``: a seeded albumentations pipeline, safe across threads.
+    """``fn(sample, seed) -> sample``: a seeded albumentations pipeline over the image and every target kind.
+
+    A sample is a dict (see :mod:`densevision.data.pipeline`); what travels with ``"image"``:
+
+    - ``"mask"``: int ``(H, W)`` labels (nearest-neighbour; pixels invented by padding/warping get the ignore label);
+    - ``"keypoints"``: float ``(J, 2+)`` x, y (then visibility, ...), albumentations' ``KeypointParams`` with
+      ``remove_invisible=False`` so every joint keeps its slot and its flag; a point that leaves the image gets
+      visibility 0 (with 3+ columns);
+    - ``"boxes"``: float ``(N, 4)`` ``[x, y, w, h]`` (COCO format), with ``"box_labels"`` ``(N,)`` if present; boxes
+      that leave the image are dropped together with their labels;
+    - anything else (``"label"``, ``"meta"``, ``"center"``, ...) passes through unchanged.
+
+    Mirroring: albumentations 2.0.8 moves keypoints under a flip but keeps their order (``KeypointParams`` has no
+    label swapping), so a mirrored person's left wrist would stay in the left-wrist slot while showing a right
+    wrist. With ``flip_pairs``, the augmenter detects *any* mirroring (HorizontalFlip, VerticalFlip, Transpose,
+    D4, ...: an odd number of reflections) from the sign of the determinant of the transformed frame of three
+    probe points, and then swaps each ``(left, right)`` pair of keypoint rows. ``sample["meta"]["mirrored"]`` tells
+    the task what happened.
 
     tf.data calls this from several threads at once; an albumentations ``Compose`` keeps its random generator
     and per-call parameters on the instance, so each thread builds its own copy from the serialised dict.
@@ -196,21 +213,23 @@ class Augmenter:
         configs: transforms in albumentations' serialised form (from :func:`validate_transforms`).
         target: ``"mask"``, ``"keypoints"`` or ``"label"`` (see :func:`build_augmentation`).
         ignore_label: the mask's ignore value (only used to pick a dtype albumentations can warp).
+        flip_pairs: ``[(left, right), ...]`` keypoint rows swapped when the image was mirrored.
     """
 
-    def __init__(self, configs: list[dict[str, Any]], target: Target = "mask", ignore_label: int = 255):
+    def __init__(self, configs: list[dict[str, Any]], target: Target = "mask", ignore_label: int = 255,
+                 flip_pairs: Sequence[Sequence[int]] = ()):
         self.configs = configs
         self.target = target
         self.ignore_label = int(ignore_label)
+        self.flip_pairs = [(int(a), int(b)) for a, b in flip_pairs]
         self._local = threading.local()
 
     def _compose(self) -> A.Compose:
         compose = getattr(self._local, "compose", None)
         if compose is None:
             transforms = [_instantiate(dict(config), "augmentation") for config in self.configs]
-            keypoint_params = (A.KeypointParams(format="xy", remove_invisible=False)
-                               if self.target == "keypoints" else None)
-            compose = A.Compose(transforms, keypoint_params=keypoint_params)
+            compose = A.Compose(transforms, keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
+                                bbox_params=A.BboxParams(format="coco", label_fields=["box_labels"]))
             self._local.compose = compose
         return compose
 
@@ -218,41 +237,81 @@ class Augmenter:
         """The whole pipeline as albumentations serialises it (for logging next to a run)."""
         return A.to_dict(self._compose())
 
-    def __call__(self, image: np.ndarray, target: Any, seed: int | None) -> tuple[np.ndarray, Any]:
-        """Augment one example.
-
-        Args:
-            image: uint8 ``(H, W, 3)`` RGB.
-            target: mask int ``(H, W)`` | keypoints float ``(N, 2 + extra)`` (x, y, then e.g. visibility) |
-                class label (passed through).
-            seed: the same seed gives the same result; ``None`` draws fresh randomness.
+    def __call__(self, sample: dict[str, Any], seed: int | None) -> dict[str, Any]:
+        """Augment one sample; the same ``seed`` gives the same result (``None`` draws fresh randomness).
 
         Returns:
-            ``(image (H', W', 3), target)``: mask int32 ``(H', W')``; keypoints float32 with the same columns
-            (with 3+ columns, column 2 is set to 0 for points that left the image); the label unchanged.
+            A new dict: ``"image"`` uint8 ``(H', W', 3)``, ``"mask"`` int32 ``(H', W')``, ``"keypoints"`` float32
+            with the same rows and columns, ``"boxes"`` float32 ``(N', 4)``, everything else unchanged.
         """
         if not self.configs:
-            return image, target
+            return sample
         compose = self._compose()
         seed = None if seed is None else int(seed) % (1 << 64)
         # One shared stream for all transforms (set_random_seed would correlate them, see module docstring).
         compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
-        if self.target == "mask":
-            mask = np.asarray(target)
-            out = compose(image=image, mask=mask.astype(_warpable_dtype(mask, self.ignore_label), copy=False))
-            return out["image"], out["mask"].astype(np.int32, copy=False)
-        if self.target == "keypoints":
-            points = np.asarray(target, dtype=np.float32)
+        image = sample["image"]
+        height, width = image.shape[:2]
+        inputs: dict[str, Any] = {"image": image}
+        if "mask" in sample:
+            mask = np.asarray(sample["mask"])
+            inputs["mask"] = mask.astype(_warpable_dtype(mask, self.ignore_label), copy=False)
+        points = None
+        if "keypoints" in sample:
+            points = np.asarray(sample["keypoints"], dtype=np.float32)
             if points.ndim != 2 or points.shape[1] < 2:
                 raise AugmentationError(f"keypoints must be an (N, 2+) array of x, y[, ...], got shape {points.shape}")
-            out = compose(image=image, keypoints=points)
-            moved = np.asarray(out["keypoints"], dtype=np.float32).reshape(points.shape)
-            if moved.shape[1] >= 3:
-                height, width = out["image"].shape[:2]
-                outside = (moved[:, 0] < 0) | (moved[:, 1] < 0) | (moved[:, 0] >= width) | (moved[:, 1] >= height)
-                moved[outside, 2] = 0
-            return out["image"], moved
-        return compose(image=image)["image"], target
+        probes = _mirror_probes(height, width) if self.flip_pairs else np.zeros((0, 2), np.float32)
+        xy = np.concatenate([points[:, :2] if points is not None else np.zeros((0, 2), np.float32), probes])
+        inputs["keypoints"] = xy
+        boxes = np.asarray(sample.get("boxes", np.zeros((0, 4))), np.float32).reshape(-1, 4)
+        box_labels = np.asarray(sample.get("box_labels", np.arange(len(boxes))))
+        inputs["bboxes"], inputs["box_labels"] = boxes, box_labels
+
+        out = compose(**inputs)
+        result = dict(sample)
+        result["image"] = out["image"]
+        if "mask" in sample:
+            result["mask"] = np.asarray(out["mask"]).astype(np.int32, copy=False)
+        moved = np.asarray(out["keypoints"], dtype=np.float32).reshape(-1, 2)
+        mirrored = False
+        if len(probes):
+            origin, right, down = moved[-3:]
+            mirrored = bool(np.cross(right - origin, down - origin) * np.cross(probes[1] - probes[0],
+                                                                           probes[2] - probes[0]) < 0)
+            moved = moved[:-3]
+        if points is not None:
+            keypoints = points.copy()
+            keypoints[:, :2] = moved
+            if keypoints.shape[1] >= 3:
+                new_height, new_width = out["image"].shape[:2]
+                outside = ((keypoints[:, 0] < 0) | (keypoints[:, 1] < 0) | (keypoints[:, 0] >= new_width)
+                           | (keypoints[:, 1] >= new_height))
+                keypoints[outside, 2] = 0
+            if mirrored:
+                keypoints = swap_pairs(keypoints, self.flip_pairs)
+            result["keypoints"] = keypoints
+        if "boxes" in sample:
+            result["boxes"] = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+            if "box_labels" in sample:
+                result["box_labels"] = np.asarray(out["box_labels"])
+        if self.flip_pairs:
+            result["meta"] = {**sample.get("meta", {}), "mirrored": mirrored}
+        return result
+
+
+def _mirror_probes(height: int, width: int) -> np.ndarray:
+    """Three points spanning a right-handed frame inside the image: their images tell whether it was mirrored."""
+    cx, cy, step = (width - 1) / 2, (height - 1) / 2, max(1.0, min(height, width) / 4)
+    return np.array([[cx, cy], [cx + step, cy], [cx, cy + step]], np.float32)
+
+
+def swap_pairs(rows: np.ndarray, flip_pairs: Sequence[Sequence[int]], axis: int = 0) -> np.ndarray:
+    """``rows`` with each ``(left, right)`` pair exchanged along ``axis`` (joints in keypoints or heatmap channels)."""
+    order = np.arange(rows.shape[axis])
+    for left, right in flip_pairs:
+        order[left], order[right] = right, left
+    return np.take(rows, order, axis=axis)
 
 
 def _warpable_dtype(mask: np.ndarray, ignore_label: int) -> np.dtype:
@@ -267,17 +326,17 @@ def _warpable_dtype(mask: np.ndarray, ignore_label: int) -> np.dtype:
 
 
 def build_augmentation(transforms: Sequence[TransformSpec] | None, target: Target = "mask",
-                       ignore_label: int = 255) -> Callable[[np.ndarray, Any, int | None], tuple[np.ndarray, Any]]:
-    """Build ``fn(image, target, seed) -> (image, target)`` from a recipe's transform list.
+                       ignore_label: int = 255, flip_pairs: Sequence[Sequence[int]] = ()) -> Augmenter:
+    """Build ``fn(sample, seed) -> sample`` from a recipe's transform list.
 
     Args:
         transforms: e.g. ``[{"RandomCrop": {"height": 224, "width": 224}}, {"HorizontalFlip": {"p": 0.5}}]``;
             empty or ``None`` gives the identity.
-        target: ``"mask"``: image and int mask ``(H, W)`` move together (nearest-neighbour for the mask; pixels
-            invented by padding or warping get ``ignore_label``); ``"keypoints"``: ``(N, 2+)`` float x, y
-            (+ visibility) follow the image (left/right joint swapping on flips is the task's job);
-            ``"label"``: only the image changes.
+        target: the task's main target, which sets recipe defaults: ``"mask"``: pixels invented by padding or
+            warping get ``ignore_label`` in the mask; ``"keypoints"``, ``"label"``: no mask defaults. Every
+            target kind present in a sample moves with the image regardless (see :class:`Augmenter`).
         ignore_label: see ``target="mask"``.
+        flip_pairs: left/right keypoint pairs swapped when a transform mirrors the image.
 
     Returns:
         An :class:`Augmenter`; the same ``seed`` gives the same output, from any thread.
@@ -286,4 +345,4 @@ def build_augmentation(transforms: Sequence[TransformSpec] | None, target: Targe
         AugmentationError: unknown transform or bad parameter (with a did-you-mean suggestion).
     """
     configs = validate_transforms(transforms, target=target, ignore_label=ignore_label)
-    return Augmenter(configs, target=target, ignore_label=ignore_label)
+    return Augmenter(configs, target=target, ignore_label=ignore_label, flip_pairs=flip_pairs)

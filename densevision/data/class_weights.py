@@ -18,12 +18,12 @@ def class_pixel_statistics(source, num_classes: int, ignore_label: int) -> tuple
     Pixels with ``ignore_label`` (or any value outside ``[0, num_classes)``) count nowhere.
 
     Args:
-        source: a segmentation source (``load_mask(i)`` if it has one, else ``load(i)[1]``).
+        source: a segmentation source (``load_mask(i)`` if it has one, else ``load(i)["mask"]``).
 
     Returns:
         ``(class_pixels (K,) int64, image_pixels (K,) int64)``.
     """
-    load_mask = getattr(source, "load_mask", None) or (lambda i: source.load(i)[1])
+    load_mask = getattr(source, "load_mask", None) or (lambda i: source.load(i)["mask"])
     class_pixels = np.zeros(num_classes, np.int64)
     image_pixels = np.zeros(num_classes, np.int64)
     for index in range(len(source)):

@@ -137,14 +137,16 @@ class ImageFolder:
     def __repr__(self) -> str:
         return f"ImageFolder(root={str(self.root)!r}, split={self.split!r}, examples={len(self)})"
 
-    def load(self, index: int) -> tuple[np.ndarray, int]:
-        """``(image uint8 (H, W, 3) RGB, label int)``; resized to ``image_size`` if set."""
+    def load(self, index: int) -> dict:
+        """``{"image": uint8 (H, W, 3) RGB, "label": int, "meta": {"name", "index"}}``; resized to ``image_size``
+        if set."""
         image = read_rgb(self.paths[index])
         if self.image_size is not None and image.shape[:2] != tuple(self.image_size):
             height, width = self.image_size
             shrinking = height * width < image.shape[0] * image.shape[1]
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        return image, self.labels[index]
+        return {"image": image, "label": int(self.labels[index]),
+                "meta": {"name": str(self.names[index]), "index": index}}
 
 
 # ------------------------------------------------------------------------------------------------ demo data

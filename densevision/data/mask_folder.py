@@ -207,13 +207,13 @@ class SegmentationSource:
             raise DatasetError(f"{path}: colours not in the palette: {unknown[:5].tolist()}")
         return labels
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(image uint8 (H, W, 3) RGB, mask int32 (H, W))`` of example ``index``."""
+    def load(self, index: int) -> dict:
+        """``{"image": uint8 (H, W, 3) RGB, "mask": int32 (H, W), "meta": {"name", "index"}}`` of example ``index``."""
         image, mask = self.load_image(index), self.load_mask(index)
         if image.shape[:2] != mask.shape:
             raise DatasetError(f"{self.paths[index][0]}: image {image.shape[:2]} but mask {mask.shape} "
                                f"({self.paths[index][1]}); they must match")
-        return image, mask
+        return {"image": image, "mask": mask, "meta": {"name": str(self.names[index]), "index": index}}
 
     def _decode(self, raw: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """Raw mask -> ``(int32 labels, unknown colours (U, 3))``; raises on colour masks without a palette."""

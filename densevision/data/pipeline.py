@@ -1,17 +1,18 @@
-"""tf.data input pipelines: any source + any augmentation -> batches of ``(images, targets)``.
+"""tf.data input pipelines: any source + any task's preparation -> batches of example dicts.
 
 Training streams are infinite and made of whole epochs: epoch ``e`` visits every example once in an order
 shuffled with a seed derived from ``(seed, e)``, and example ``i`` of epoch ``e`` is augmented with a seed derived
 from ``(seed, e, i)``. Each epoch is cut to a multiple of the batch size, so batches never straddle epochs and a
 run resumed at ``start_epoch`` sees exactly the batches an uninterrupted run would have seen.
 
-Loading and augmentation run in Python (``tf.numpy_function``) on ``num_parallel_calls`` threads, with
+Samples are dicts (``{"image", <targets>, "meta"}``); the task turns each into an example dict (augmentation
+and target encoding) and the pipeline batches it unchanged, whatever its keys. Loading and preparation run in Python (``tf.numpy_function``) on ``num_parallel_calls`` threads, with
 deterministic output order.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -19,7 +20,8 @@ from densevision.data.errors import DatasetError
 
 import tensorflow as tf
 
-Augment = Callable[[np.ndarray, Any, Optional[int]], tuple[np.ndarray, Any]]
+#: ``fn(sample dict, seed) -> example dict`` (a task's ``preparer``)
+Prepare = Callable[[dict, Optional[int]], dict]
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -46,20 +48,23 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0])
 
 
-def build_dataset(source, augment: Optional[Augment], target_spec: tf.TensorSpec, batch_size: int,
+def build_dataset(source, prepare: Optional[Prepare], example_spec: dict[str, tf.TensorSpec], batch_size: int,
                   training: bool, seed: int = 0, start_epoch: int = 0,
                   num_parallel_calls: Union[int, str] = "auto", drop_remainder: Optional[bool] = None,
                   shuffle: bool = True, skip_batches: int = 0) -> tf.data.Dataset:
-    """A batched ``tf.data.Dataset`` of ``(images, targets)`` from a source.
+    """A batched ``tf.data.Dataset`` of example dicts from a source.
 
     Args:
-        source: anything with ``len(source)`` and ``source.load(index) -> (image uint8 (H, W, 3), target)``.
-        augment: ``fn(image, target, seed) -> (image, target)`` (see ``augment.build_augmentation``) or None.
-        target_spec: one example's target, e.g. ``tf.TensorSpec((None, None), tf.int32)`` for a mask or
-            ``tf.TensorSpec((), tf.int32)`` for a class label.
+        source: anything with ``len(source)`` and ``source.load(index) -> {"image": uint8 (H, W, 3), <targets>,
+            "meta": {...}}``.
+        prepare: ``fn(sample, seed) -> example`` (a task's :meth:`~densevision.tasks.base.Task.preparer`:
+            augmentation and target encoding); ``None`` keeps the sample's entries named in ``example_spec``.
+        example_spec: nested ``tf.TensorSpec`` of one example, e.g. ``{"image": TensorSpec((None, None, 3),
+            tf.float32), "mask": TensorSpec((None, None), tf.int32)}``; every example is cast to these dtypes and
+            checked against these shapes.
         batch_size: examples per batch (for a distributed run: the global batch).
         training: True: infinite stream of shuffled, augmented epochs starting at ``start_epoch``;
-            False: one pass in file order (``augment``, if given, seeded by index: deterministic).
+            False: one pass in file order (``prepare`` seeded by index: deterministic).
         seed: run seed: the shuffle order and every augmentation follow from it.
         start_epoch: first epoch of the stream (resume a run here to see the same batches).
         num_parallel_calls: loader threads, or ``"auto"`` (``tf.data.AUTOTUNE``).
@@ -70,36 +75,39 @@ def build_dataset(source, augment: Optional[Augment], target_spec: tf.TensorSpec
             epochs are not whole data epochs), skipped before any image is loaded.
 
     Returns:
-        Dataset of ``(float32 (B, H, W, 3) in [0, 255], targets (B, *target_spec.shape) target_spec.dtype)``;
-        ``B`` is static when ``drop_remainder``.
+        Dataset of dicts shaped like ``example_spec`` with a leading batch axis ``B`` (static when
+        ``drop_remainder``); ``"image"`` is float32 ``(B, H, W, 3)`` in [0, 255].
     """
     num_examples = len(source)
     if num_examples == 0:
         raise DatasetError(f"{source!r} has no examples")
+    if "image" not in example_spec:
+        raise ValueError(f"example_spec must have an 'image' entry, got {sorted(example_spec)}")
     if drop_remainder is None:
         drop_remainder = training
     if training:
         steps_per_epoch(num_examples, batch_size)  # fail early and clearly on a batch larger than the split
     parallel = tf.data.AUTOTUNE if num_parallel_calls == "auto" else int(num_parallel_calls)
-    target_dtype = target_spec.dtype.as_numpy_dtype
+    keys = list(example_spec)
+    specs = [example_spec[key] for key in keys]
 
     def load_example(epoch: np.ndarray, index: np.ndarray):
         epoch, index = int(epoch), int(index)
-        image, target = source.load(index)
-        if augment is not None:
-            image, target = augment(image, target, sample_seed(seed, epoch, index))
-        image = np.asarray(image)
+        sample = source.load(index)
+        example = prepare(sample, sample_seed(seed, epoch, index)) if prepare is not None else sample
+        image = np.asarray(example.get("image"))
         if image.ndim != 3 or image.shape[2] != 3:
             raise DatasetError(f"example {index} ({_name_of(source, index)}): image shape {image.shape}, "
                                f"expected (H, W, 3)")
-        return image.astype(np.uint8, copy=False), np.asarray(target, dtype=target_dtype)
+        missing = [key for key in keys if key not in example]
+        if missing:
+            raise DatasetError(f"example {index} ({_name_of(source, index)}): no {missing} entries; the task "
+                               f"expects {keys}")
+        return tuple(np.asarray(example[key], dtype=spec.dtype.as_numpy_dtype) for key, spec in zip(keys, specs))
 
     def to_tensors(epoch, index):
-        image, target = tf.numpy_function(load_example, [epoch, index], (tf.uint8, target_spec.dtype),
-                                          stateful=False)
-        image = tf.ensure_shape(image, (None, None, 3))
-        target = tf.ensure_shape(target, target_spec.shape)
-        return tf.cast(image, tf.float32), target
+        values = tf.numpy_function(load_example, [epoch, index], [spec.dtype for spec in specs], stateful=False)
+        return {key: tf.ensure_shape(value, spec.shape) for key, value, spec in zip(keys, values, specs)}
 
     if training:
         per_epoch = steps_per_epoch(num_examples, batch_size) * batch_size
@@ -121,8 +129,8 @@ def build_dataset(source, augment: Optional[Augment], target_spec: tf.TensorSpec
     dataset = indices.map(to_tensors, num_parallel_calls=parallel, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     batch_dim = batch_size if drop_remainder else None
-    dataset = dataset.map(lambda x, y: (tf.ensure_shape(x, (batch_dim, None, None, 3)),
-                                        tf.ensure_shape(y, (batch_dim, *target_spec.shape))))
+    dataset = dataset.map(lambda example: {key: tf.ensure_shape(example[key], (batch_dim, *spec.shape))
+                                           for key, spec in zip(keys, specs)})
     options = tf.data.Options()
     options.deterministic = True
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import keras
@@ -82,19 +83,9 @@ def restore_training_state(model: keras.Model, path: str | os.PathLike) -> None:
 
 
 def load_model_weights(model: keras.Model, path: str | os.PathLike) -> None:
-    """Copy model weights (not optimiser state) from a ``.keras`` or ``.weights.h5`` file into ``model``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"train.init_weights: {path} does not exist")
-    try:
-        if path.suffix == ".keras":
-            source = keras.saving.load_model(path, compile=False, safe_mode=True)
-            model.set_weights(source.get_weights())
-        else:
-            model.load_weights(path)
-    except Exception as e:
-        raise CheckpointError(f"train.init_weights: could not load {path} into {model.name} "
-                              f"({type(e).__name__}: {e})") from None
+    """Copy model weights (not optimiser state) from a ``.keras`` or ``.weights.h5`` file into ``model``
+    (``train.init_weights``)."""
+    load_checkpoint(path, model=model)
 
 
 def read_history(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -121,3 +112,88 @@ def truncate_history(path: str | os.PathLike, epochs_done: int) -> list[dict[str
 
         _atomic_write(Path(path), write)
     return rows
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+CHECKPOINT_SUFFIXES = (".keras", ".weights.h5")
+
+
+def register_custom_objects() -> None:
+    """Import the modules whose layers a saved model may use, so ``load_model(safe_mode=True)`` finds them."""
+    from densevision.registry import load_builtin_parts
+
+    load_builtin_parts()
+
+
+def load_checkpoint(path: str | os.PathLike, recipe=None, model: keras.Model | None = None) -> keras.Model:
+    """Load a checkpoint: the one loader of every tool (evaluation, prediction, export, ``train.init_weights``).
+
+    Args:
+        path: ``.keras`` (a whole saved model: loaded with ``safe_mode=True``, no compile) or ``.weights.h5``
+            (weights only: the model is built from ``recipe`` first).
+        recipe: the validated recipe; needed for ``.weights.h5`` unless ``model`` is given.
+        model: copy the weights into this model (same architecture) instead of returning the saved one.
+
+    Returns:
+        The loaded model (``model`` itself when given).
+
+    Raises:
+        CheckpointError: naming the file when it is missing, of an unknown kind, corrupt or does not fit.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith(CHECKPOINT_SUFFIXES):
+        raise CheckpointError(
+            f"checkpoint {path}: expected a .keras model or a .weights.h5 file (got suffix {path.suffix!r})"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    register_custom_objects()
+    if name.endswith(".keras"):
+        try:
+            saved = _load_strictly(lambda: keras.saving.load_model(path, safe_mode=True, compile=False))
+        except Exception as error:  # corrupt zip, unknown layer, truncated file
+            reason = f"{type(error).__name__}: {error}"
+            if isinstance(error, (FileNotFoundError, OSError, ValueError)) and "zip" in reason.lower() \
+                    or "File not found" in reason:
+                reason = "not a valid .keras file: truncated or corrupt"
+            raise CheckpointError(f"checkpoint {path} could not be loaded ({reason})") from None
+        if model is None:
+            return saved
+        try:
+            model.set_weights(saved.get_weights())
+        except ValueError as error:
+            raise CheckpointError(f"checkpoint {path} does not fit the model {model.name!r} ({error})") from None
+        return model
+    if model is None:
+        if recipe is None:
+            raise CheckpointError(f"checkpoint {path}: a .weights.h5 file needs the recipe to build the model first")
+        from densevision.models import build_model
+
+        model = build_model(recipe)
+    try:
+        _load_strictly(lambda: model.load_weights(path))
+    except Exception as error:
+        what = f"recipe {recipe.name!r}" if recipe is not None else f"model {model.name!r}"
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model of {what} "
+            f"({type(error).__name__}: {error}); is it from another recipe or corrupt?"
+        ) from None
+    return model
+
+
+# Keras only *warns* when parts of a model find no weights in the file and keep their random initial values;
+# evaluating such a model would report numbers for a model that was never trained, so that is an error here.
+_PARTIAL_LOAD_WARNINGS = ("freshly-initialized", "could not be loaded")
+
+
+def _load_strictly(load):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = load()
+    for warning in caught:
+        if any(text in str(warning.message) for text in _PARTIAL_LOAD_WARNINGS):
+            raise ValueError(f"some weights were not in the file: {str(warning.message).splitlines()[0]}")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return result

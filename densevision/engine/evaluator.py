@@ -21,10 +21,10 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from densevision.engine.checkpoints import CheckpointError
-from densevision.registry import DATASETS, TASKS
+from densevision.engine.checkpoints import CheckpointError, load_checkpoint  # noqa: F401  (re-exported)
+from densevision.data.sources import open_source, resolve_split  # noqa: F401  (re-exported)
+from densevision.registry import TASKS
 
-CHECKPOINT_SUFFIXES = (".keras", ".weights.h5")
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -38,28 +38,58 @@ def _accumulate(totals: dict[str, np.ndarray], batch: dict[str, Any]) -> None:
         totals[key] = totals[key] + value if key in totals else value
 
 
-def evaluate(model: keras.Model, task, dataset: tf.data.Dataset, steps: Optional[int] = None, progress: bool = True):
-    """Run ``model`` over ``dataset`` and compute the task's metrics.
+def make_eval_step(model: keras.Model, task, strategy: Optional[tf.distribute.Strategy] = None,
+                   with_loss: bool = False):
+    """``step(batch) -> (sums, collected)``: one evaluation step under ``strategy`` (default: the current one).
+
+    ``sums`` are the task's additive statistics summed over replicas (plus ``_loss_sum`` and ``_count`` with
+    ``with_loss``); ``collected`` the task's per-example tensors gathered from every replica (and worker) for
+    collect-then-finalise metrics. Shapes are relaxed, so full-resolution images of many sizes share one trace.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+
+    def replica_step(batch):
+        outputs = task.forward(model, batch["image"], training=False)
+        sums = dict(task.metric_sums(batch, outputs))
+        if with_loss:
+            per_example = task.loss(batch, outputs)
+            sums["_loss_sum"] = tf.reduce_sum(tf.cast(per_example, tf.float64))
+            sums["_count"] = tf.cast(tf.shape(per_example)[0], tf.float64)
+        return sums, dict(task.collect_tensors(batch, outputs))
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        sums, collected = strategy.run(replica_step, args=(batch,))
+        sums = tf.nest.map_structure(lambda t: strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), sums)
+        collected = tf.nest.map_structure(lambda t: strategy.gather(t, axis=0), collected)
+        return sums, collected
+
+    return step
+
+
+def evaluate(model: keras.Model, task, dataset: tf.data.Dataset, steps: Optional[int] = None, progress: bool = True,
+             strategy: Optional[tf.distribute.Strategy] = None, with_loss: bool = False, step_fn=None):
+    """Run ``model`` over ``dataset`` and compute the task's metrics: the one evaluation loop (validation inside
+    training and ``tools/evaluate.py`` both use it).
 
     Args:
-        model: maps images ``(B, H, W, 3)`` float32 in [0, 255] to the task's output (e.g. logits
-            ``(B, H, W, K)``).
+        model: maps images ``(B, H, W, 3)`` float32 in [0, 255] to the task's output(s).
         task: a :class:`~densevision.tasks.base.Task`.
-        dataset: yields ``(images, targets)`` batches.
+        dataset: yields example dicts (``task.example_spec`` with a batch axis).
         steps: stop after this many batches (default: the whole dataset).
         progress: show a tqdm progress bar.
+        strategy: distribute the batches over this strategy's replicas (default: the current strategy).
+        with_loss: also average the task's loss (``results["loss"]``).
+        step_fn: a ready :func:`make_eval_step` (reused across epochs to keep its trace).
 
     Returns:
-        ``(results, sums)``: ``task.metric_results(sums)`` and the summed statistics (numpy int64 / float64).
+        ``(results, sums)``: ``task.metric_results(sums, collected)`` and the summed statistics (numpy int64 /
+        float64).
     """
     from tqdm.auto import tqdm
 
-    # Full-resolution images may differ in size: relax shapes instead of retracing for each new one.
-    @tf.function(reduce_retracing=True)
-    def predict_step(images, targets):
-        outputs = model(images, training=False)
-        return task.metric_sums(targets, outputs)
-
+    strategy = strategy or tf.distribute.get_strategy()
+    step = step_fn or make_eval_step(model, task, strategy, with_loss)
     if steps is not None:
         dataset = dataset.take(steps)
     total = steps
@@ -67,11 +97,21 @@ def evaluate(model: keras.Model, task, dataset: tf.data.Dataset, steps: Optional
         cardinality = int(dataset.cardinality())
         total = cardinality if cardinality >= 0 else None
     totals: dict[str, np.ndarray] = {}
-    for images, targets in tqdm(dataset, total=total, desc="evaluate", unit="batch", disable=not progress):
-        _accumulate(totals, predict_step(images, targets))
+    collected: dict[str, list[np.ndarray]] = {}
+    batches = strategy.experimental_distribute_dataset(dataset)
+    for batch in tqdm(batches, total=total, desc="evaluate", unit="batch", disable=not progress, leave=False):
+        sums, gathered = step(batch)
+        _accumulate(totals, sums)
+        for key, value in gathered.items():
+            collected.setdefault(key, []).append(np.asarray(value))
     if not totals:
         raise ValueError("evaluate: the dataset yielded no batch; nothing to evaluate")
-    return task.metric_results(totals), totals
+    count = totals.pop("_count", None)
+    loss_sum = totals.pop("_loss_sum", None)
+    results = task.metric_results(totals, {key: np.concatenate(parts) for key, parts in collected.items()})
+    if with_loss:
+        results = {"loss": float(loss_sum / max(float(count), 1.0)), **results}
+    return results, totals
 
 
 def flatten_results(results: dict[str, Any], separator: str = "/") -> dict[str, float]:
@@ -113,98 +153,31 @@ def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
-def register_custom_objects() -> None:
-    """Import the modules whose layers a saved model may use, so ``load_model(safe_mode=True)`` finds them."""
-    for module in ("densevision.models", "densevision.layers", "densevision.heads", "densevision.backbones",
-                   "densevision.tasks.segmentation"):
-        try:
-            __import__(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:  # a missing dependency inside an existing module is a real problem
-                raise
-
-
-def load_checkpoint(path: str | os.PathLike, recipe=None) -> keras.Model:
-    """Load a model for inference.
-
-    Args:
-        path: ``.keras`` (a whole saved model: loaded with ``safe_mode=True``, no compile) or ``.weights.h5``
-            (weights only: the model is built from ``recipe`` first).
-        recipe: the validated recipe; required for ``.weights.h5``.
-
-    Raises:
-        CheckpointError: naming the file when it is missing, of an unknown kind, corrupt or does not fit.
-    """
-    path = Path(path)
-    name = path.name.lower()
-    if not name.endswith(CHECKPOINT_SUFFIXES):
-        raise CheckpointError(
-            f"checkpoint {path}: expected a .keras model or a .weights.h5 file (got suffix {path.suffix!r})"
-        )
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    register_custom_objects()
-    if name.endswith(".keras"):
-        try:
-            return _load_strictly(lambda: keras.saving.load_model(path, safe_mode=True, compile=False))
-        except Exception as error:  # corrupt zip, unknown layer, truncated file
-            raise CheckpointError(
-                f"checkpoint {path} could not be loaded ({type(error).__name__}: {error}); "
-                f"it may be corrupt or need a newer densevision"
-            ) from None
-    if recipe is None:
-        raise CheckpointError(f"checkpoint {path}: a .weights.h5 file needs the recipe to build the model first")
-    from densevision.models import build_model
-
-    model = build_model(recipe)
-    try:
-        _load_strictly(lambda: model.load_weights(path))
-    except Exception as error:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit the model of recipe {recipe.name!r} "
-            f"({type(error).__name__}: {error}); is it from another recipe or corrupt?"
-        ) from None
-    return model
-
-
-# Keras only *warns* when parts of a model find no weights in the file and keep their random initial values;
-# evaluating such a model would report numbers for a model that was never trained, so that is an error here.
-_PARTIAL_LOAD_WARNINGS = ("freshly-initialized", "could not be loaded")
-
-
-def _load_strictly(load):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = load()
-    for warning in caught:
-        if any(text in str(warning.message) for text in _PARTIAL_LOAD_WARNINGS):
-            raise ValueError(f"some weights were not in the file: {str(warning.message).splitlines()[0]}")
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return result
-
-
 # ----------------------------------------------------------------------------------------- full evaluation
 
 
-def resolve_split(recipe, split: str) -> str:
-    """``"train"``/``"val"``/``"test"`` -> the recipe's split names (``data.val_split`` ...); others unchanged."""
-    aliases = {"train": recipe.data.train_split, "val": recipe.data.val_split, "test": recipe.data.test_split}
-    return aliases.get(split, split)
+def prepared_batches(source, task, transforms: list, indices) -> list[tuple[str, dict]]:
+    """``[(name, batch of one prepared example (numpy, float32 image))]`` for report pictures, prepared exactly
+    as the evaluation pipeline prepares them (same transforms, same per-index seeds)."""
+    from densevision.data.pipeline import sample_seed
+
+    prepare = task.preparer(transforms, training=False)
+    batches = []
+    for index in indices:
+        example = prepare(source.load(index), sample_seed(0, 0, index))
+        batch = {key: np.asarray(example[key], spec.dtype.as_numpy_dtype)[None]
+                 for key, spec in task.example_spec.items()}
+        batches.append((str(source.names[index]), batch))
+    return batches
 
 
-def open_source(recipe, split: str):
-    """The recipe's dataset source for ``split`` (raises the source's ``DatasetError`` if it is unusable)."""
-    return DATASETS.get(recipe.data.name)(root=recipe.data.root, split=split, **recipe.data.kwargs())
-
-
-def predict_samples(model: keras.Model, source, count: int) -> list[tuple[str, np.ndarray, Any, np.ndarray]]:
-    """The first ``count`` examples of ``source`` with the model's output:
-    ``[(name, image (H, W, 3) uint8, target, output (H, W, K))]``."""
+def predict_samples(model: keras.Model, task, source, transforms: list, count: int) -> list[tuple[str, dict, Any]]:
+    """The first ``count`` examples of ``source``, prepared like the evaluation data, with the model's outputs:
+    ``[(name, batch of one example (numpy dict), outputs (numpy, or a list of arrays))]``."""
     samples = []
-    for index in range(min(count, len(source))):
-        image, target = source.load(index)
-        output = model(np.asarray(image, np.float32)[None], training=False)
-        samples.append((str(source.names[index]), image, target, keras.ops.convert_to_numpy(output)[0]))
+    for name, batch in prepared_batches(source, task, transforms, range(min(count, len(source)))):
+        outputs = task.forward(model, tf.constant(batch["image"]), training=False)
+        samples.append((name, batch, tf.nest.map_structure(lambda t: np.asarray(t), outputs)))
     return samples
 
 
@@ -217,8 +190,10 @@ def run_evaluation(
     num_samples: int = 4,
     steps: Optional[int] = None,
     progress: bool = True,
+    model: Optional[keras.Model] = None,
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint on one split of the recipe's dataset at full resolution, without augmentation.
+    """Evaluate a checkpoint on one split of the recipe's dataset, prepared as validation inside training is
+    (``augmentation.val``: empty for segmentation recipes, so metrics are at the images' full resolution).
 
     Args:
         recipe: the validated recipe (dataset, task, ``data.eval_batch_size``).
@@ -229,6 +204,7 @@ def run_evaluation(
         json_path: if given, the results are written there as strict JSON (NaN -> null).
         num_samples: how many pictures the report draws.
         steps: evaluate only this many batches (for quick checks).
+        model: an already loaded model (``weights`` is then only reported).
 
     Returns:
         The task's results plus ``split``, ``checkpoint`` and ``num_images``.
@@ -238,15 +214,11 @@ def run_evaluation(
     split_name = resolve_split(recipe, split)
     source = open_source(recipe, split_name)
     task = TASKS.get(recipe.task)(recipe, source.info)
-    model = load_checkpoint(weights, recipe)
-    dataset = build_dataset(
-        source,
-        None,  # no augmentation at all, so metrics are at the images' full resolution
-        task.target_spec,
-        recipe.data.eval_batch_size,
-        training=False,
-        num_parallel_calls=recipe.data.num_parallel_calls,
-    )
+    model = model or load_checkpoint(weights, recipe)
+    transforms = recipe.augmentation.val
+    dataset = build_dataset(source, task.preparer(transforms, training=False), task.example_spec,
+                            recipe.data.eval_batch_size, training=False,
+                            num_parallel_calls=recipe.data.num_parallel_calls)
     results, sums = evaluate(model, task, dataset, steps=steps, progress=progress)
     evaluated = len(source) if steps is None else min(len(source), steps * recipe.data.eval_batch_size)
     results = {**results, "split": split_name, "checkpoint": str(weights), "num_images": evaluated}
@@ -257,9 +229,8 @@ def run_evaluation(
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / "metrics.json", record)
-        if hasattr(task, "write_report"):
-            samples = predict_samples(model, source, num_samples) if num_samples else []
-            task.write_report(results, sums, output_dir, samples)
+        samples = predict_samples(model, task, source, transforms, num_samples) if num_samples else []
+        task.write_report(results, sums, output_dir, samples)
     return results
 
 

@@ -24,7 +24,7 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset: tf.data.Dataset,
 
     Args:
         model: the trained model; its weights are not changed.
-        dataset: yields ``(images (B, H, W, 3), targets)`` (training augmentation is fine; only images are used).
+        dataset: yields example dicts (training augmentation is fine; only ``batch["image"]`` (B, H, W, 3) is used).
         num_batches: how many batches to average.
 
     Returns:
@@ -40,13 +40,13 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset: tf.data.Dataset,
         layer.rate = 0.0
     used = 0
     try:
-        for images, _ in tqdm(dataset.take(num_batches), total=num_batches, desc="precise BN",
-                              disable=not progress):
+        for batch in tqdm(dataset.take(num_batches), total=num_batches, desc="precise BN",
+                          disable=not progress):
             used += 1
             for layer in layers:
                 # momentum 1 - 1/n turns the moving average into the plain mean of the n batch statistics
                 layer.momentum = 1.0 - 1.0 / used
-            model(images, training=True)
+            model(batch["image"], training=True)
     finally:
         for layer, momentum in saved:
             layer.momentum = momentum

@@ -29,7 +29,8 @@ from densevision.data.pipeline import build_dataset, steps_per_epoch
 from densevision.engine import checkpoints as ckpt
 from densevision.engine import tracking
 from densevision.engine.distribute import is_chief, make_strategy, scratch_dir
-from densevision.engine.evaluator import open_source
+from densevision.data.sources import open_source
+from densevision.engine.evaluator import evaluate, make_eval_step
 from densevision.engine.optim import build_optimizer
 from densevision.engine.precise_bn import recompute_batchnorm_statistics
 from densevision.engine.precision import apply_precision, effective_jit
@@ -142,12 +143,13 @@ class Trainer:
         data_epoch, skip = divmod(self.epochs_done * self.steps_per_epoch,
                                   steps_per_epoch(len(self.train_source), self.global_batch))
         train_ds = build_dataset(
-            self.train_source, self.task.augmenter(recipe.augmentation.train, training=True), self.task.target_spec,
+            self.train_source, self.task.preparer(recipe.augmentation.train, training=True), self.task.example_spec,
             self.global_batch, training=True, seed=recipe.train.seed, start_epoch=data_epoch, skip_batches=skip,
             num_parallel_calls=recipe.data.num_parallel_calls, shuffle=recipe.data.shuffle).with_options(options)
         self.train_iter = iter(strategy.experimental_distribute_dataset(train_ds))
+        # Validation prepares examples exactly as tools/evaluate.py does (augmentation.val), through the same loop.
         self.val_dataset = build_dataset(
-            self.val_source, self.task.augmenter(recipe.augmentation.val, training=False), self.task.target_spec,
+            self.val_source, self.task.preparer(recipe.augmentation.val, training=False), self.task.example_spec,
             recipe.data.eval_batch_size, training=False, num_parallel_calls=recipe.data.num_parallel_calls,
         ).with_options(options)
         self._make_steps()
@@ -157,56 +159,36 @@ class Trainer:
         global_batch = self.global_batch
         loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
-        def replica_train(images, targets):
+        def replica_train(batch):
             with tf.GradientTape() as tape:
-                logits = model(images, training=True)
-                per_example = task.loss(targets, logits)
+                outputs = task.forward(model, batch["image"], training=True)
+                per_example = task.loss(batch, outputs)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
                 scaled = optimizer.scale_loss(loss) if loss_scaled else loss
             grads = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss, task.metric_sums(targets, logits)
+            return loss, task.metric_sums(batch, outputs)
 
         def train_step(iterator):
-            images, targets = next(iterator)
-            loss, sums = strategy.run(replica_train, args=(images, targets))
+            loss, sums = strategy.run(replica_train, args=(next(iterator),))
             reduce = lambda t: strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None)  # noqa: E731
             return reduce(loss), tf.nest.map_structure(reduce, sums)
 
-        def replica_eval(images, targets):
-            logits = model(images, training=False)
-            per_example = task.loss(targets, logits)
-            sums = dict(task.metric_sums(targets, logits))
-            sums["_loss_sum"] = tf.reduce_sum(tf.cast(per_example, tf.float64))
-            sums["_count"] = tf.cast(tf.shape(per_example)[0], tf.float64)
-            return sums
-
-        def eval_step(images, targets):
-            sums = strategy.run(replica_eval, args=(images, targets))
-            return tf.nest.map_structure(lambda t: strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None), sums)
-
         self.train_step = tf.function(train_step, jit_compile=self.jit)
-        self.eval_step = tf.function(eval_step)
+        self.eval_step = make_eval_step(model, task, strategy, with_loss=True)
 
     # ------------------------------------------------------------------------------------------ loop
     def _evaluate(self) -> dict[str, float]:
-        totals: dict[str, np.ndarray] = {}
-        dist = self.strategy.experimental_distribute_dataset(self.val_dataset)
-        for step, (images, targets) in enumerate(dist):
-            if self.recipe.train.val_steps and step >= self.recipe.train.val_steps:
-                break
-            for k, v in _to_numpy(self.eval_step(images, targets)).items():
-                totals[k] = totals.get(k, 0) + v
-        count = totals.pop("_count", 0.0)
-        loss = float(totals.pop("_loss_sum", 0.0) / max(count, 1.0))
-        return {"val_loss": loss, **_scalar_logs("val_", self.task.metric_results(totals))}
+        results, _ = evaluate(self.model, self.task, self.val_dataset, steps=self.recipe.train.val_steps or None,
+                              progress=False, strategy=self.strategy, with_loss=True, step_fn=self.eval_step)
+        return _scalar_logs("val_", results)
 
     def _precise_bn(self, epoch: int) -> None:
         recipe = self.recipe
         dataset = build_dataset(
-            self.train_source, self.task.augmenter(recipe.augmentation.train, training=True), self.task.target_spec,
+            self.train_source, self.task.preparer(recipe.augmentation.train, training=True), self.task.example_spec,
             self.global_batch, training=True, seed=recipe.train.seed + 1, start_epoch=epoch,
             num_parallel_calls=recipe.data.num_parallel_calls)
         with self.strategy.scope():
@@ -223,13 +205,12 @@ class Trainer:
         every = self.recipe.train.pictures_every
         if not (self.chief and every and (epoch + 1) % every == 0 and self.recipe.train.num_pictures):
             return
-        images, targets = [], []
-        for image, target in self.val_dataset.unbatch().take(self.recipe.train.num_pictures):
-            images.append(image.numpy())
-            targets.append(target.numpy())
-        predictions = [self.model(im[None], training=False)[0].numpy() for im in images]
-        pictures = self.task.pictures(np.array(images) if len({i.shape for i in images}) == 1 else images,
-                                      targets, predictions)
+        pictures: list[np.ndarray] = []
+        # One example at a time: full-resolution validation images may differ in size.
+        for example in self.val_dataset.unbatch().take(self.recipe.train.num_pictures):
+            batch = {key: value.numpy()[None] for key, value in example.items()}
+            outputs = self.task.forward(self.model, tf.constant(batch["image"]), training=False)
+            pictures += self.task.pictures(batch, tf.nest.map_structure(np.asarray, outputs))
         tracking.save_pictures(pictures, self.run_dir / "pictures", epoch, wandb_run)
 
     def fit(self) -> TrainResult:
@@ -270,9 +251,12 @@ class Trainer:
                 loss, batch_sums = self.train_step(self.train_iter)
                 loss = float(loss)
                 if not math.isfinite(loss):
+                    last = self.run_dir / LAST if self.run_dir else None
+                    where = (f"the last good checkpoint is {last}" if last is not None and last.is_file()
+                             else "no checkpoint was written yet (no epoch had finished)")
                     raise FloatingPointError(
                         f"loss became {loss} at epoch {epoch + 1}, step {step + 1}: lower optimizer.lr or check "
-                        f"the data; the last good checkpoint is {self.run_dir / LAST if self.run_dir else '-'}")
+                        f"the data; {where}")
                 loss_sum += loss
                 for k, v in _to_numpy(batch_sums).items():
                     sums[k] = sums.get(k, 0) + v

@@ -1,28 +1,64 @@
-"""The Task interface: what a model's answer means, independent of the model and of the training loop."""
+"""The Task interface: what a model's answer means, independent of the model and of the training loop.
+
+A sample travels like this (see docs/ARCHITECTURE.md):
+
+    source.load(i) -> sample dict          {"image": uint8 (H, W, 3), <targets>, "meta": {...}}
+    task.prepare(sample, seed) -> example   augmentation + target encoding, numpy, one example
+    pipeline batches examples unchanged     nested dict of tensors, shapes from ``task.example_spec``
+    model(batch["image"]) -> outputs        one tensor, or a list (one per hourglass stack: the last predicts)
+    task.loss / metric_sums / collect       per-example loss, additive sums, collect-then-finalise
+    task.decode(outputs, batch)             answers in the original image (evaluation, prediction, pictures)
+
+The engine calls only these methods, so it trains, evaluates and predicts any task the same way.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
+import tensorflow as tf
+
+#: ``fn(sample dict, seed or None) -> sample dict``: augmentation of every target kind at once
+Augment = Callable[[dict, Optional[int]], dict]
+
+
+def final_output(outputs):
+    """The prediction among a model's outputs: the last of a list/tuple (e.g. the last hourglass stack), the
+    ``"output"`` entry of a dict, else ``outputs`` itself."""
+    if isinstance(outputs, dict):
+        return outputs["output"] if "output" in outputs else list(outputs.values())[-1]
+    if isinstance(outputs, (list, tuple)):
+        return outputs[-1]
+    return outputs
+
+
+def to_uint8(image) -> np.ndarray:
+    """Float pixels in [0, 255] (any numeric type) -> uint8 (rounded, clipped)."""
+    return np.clip(np.rint(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
 
 
 class Task:
     """One kind of problem (segmentation, classification, pose).
 
-    The engine calls only these methods, so it trains and evaluates any task the same way. Metrics are
-    *additive sums* (a confusion matrix, counts of correct answers): the replica step returns them, the strategy
-    sums them over replicas and workers, the engine sums them over batches, and :meth:`metric_results` turns the
-    totals into numbers. That keeps every metric exact under any tf.distribute strategy.
+    Metrics have two paths:
+
+    - *additive sums* (:meth:`metric_sums`: a confusion matrix, counts of correct joints): computed in the
+      replica step, summed over replicas, workers and batches, exact under any tf.distribute strategy;
+    - *collect-then-finalise* (:meth:`collect_tensors` then :meth:`metric_results`' ``collected``): per-example
+      tensors gathered to the host over the whole evaluation, then turned into numbers once (COCO OKS AP via
+      pycocotools cannot be summed).
 
     Args:
-        recipe: the validated :class:`~densevision.recipes.Recipe`.
-        info: the dataset source's ``info`` dict (class names, ignore label, palette, ...).
+        recipe: the validated :class:`~densevision.recipes.Recipe` (``None`` in unit tests: defaults apply).
+        info: the dataset source's ``info`` dict (class names, ignore label, palette; joints, flip pairs, ...).
     """
 
     name: str = "task"
     #: the metric the engine monitors by default (``val_`` + this)
     default_monitor: tuple[str, str] = ("loss", "min")
+    #: the loss used when a recipe names none (must be registered for this task in ``LOSSES``)
+    default_loss: str = ""
 
     def __init__(self, recipe, info: dict[str, Any]):
         self.recipe = recipe
@@ -38,41 +74,87 @@ class Task:
             raise ValueError(f"{self.name} task: the dataset info has {len(self.class_names)} class names but "
                              f"num_classes={self.num_classes}")
 
+    def _configured_loss(self, **extra) -> Callable:
+        """The recipe's ``loss`` section (default :attr:`default_loss`) built from ``LOSSES``."""
+        from densevision.registry import LOSSES
+
+        section = getattr(self.recipe, "loss", None) if self.recipe is not None else None
+        name = section.name if section is not None else self.default_loss
+        options = dict(section.kwargs()) if section is not None else {}
+        options.update(extra)
+        return LOSSES.get(name)(**options)
+
     # ---- data
     @property
-    def target_spec(self):
-        """``tf.TensorSpec`` of one example's target, e.g. ``TensorSpec((None, None), tf.int32)``."""
+    def example_spec(self) -> dict[str, tf.TensorSpec]:
+        """Nested ``tf.TensorSpec`` of one prepared example: ``"image"`` float32 ``(H, W, 3)`` plus what the
+        loss, metrics and decoding need (``"mask"``; ``"label"``; ``"heatmaps"``, ``"target_weight"``, ...)."""
         raise NotImplementedError
 
-    def augmenter(self, transforms: list, training: bool) -> Callable:
-        """``fn(image uint8 (H, W, 3), target, seed: int) -> (image, target)`` from the recipe's transform list."""
+    def augmenter(self, transforms: list, training: bool) -> Augment:
+        """``fn(sample, seed) -> sample`` from a recipe transform list: the image and every target kind move
+        together (masks, keypoints with their flip pairs, boxes)."""
         raise NotImplementedError
+
+    def encode(self, sample: dict) -> dict[str, np.ndarray]:
+        """An augmented sample -> one example matching :attr:`example_spec` (numpy)."""
+        raise NotImplementedError
+
+    def preparer(self, transforms: list, training: bool) -> Callable[[dict, Optional[int]], dict]:
+        """``fn(sample, seed) -> example``: augmentation then encoding. Training and validation inside training and
+        ``tools/evaluate.py`` all call this (with ``augmentation.train`` / ``augmentation.val``)."""
+        augment = self.augmenter(transforms, training)
+
+        def prepare(sample: dict, seed: Optional[int]) -> dict:
+            return self.encode(augment(sample, seed))
+
+        return prepare
+
+    # ---- inference
+    def forward(self, model, images, training: bool = False):
+        """The model's outputs for a batch of images (a task may add test-time augmentation here)."""
+        return model(images, training=training)
 
     # ---- training
-    def loss(self, y_true, y_pred):
+    def loss(self, batch: dict, outputs):
         """Per-example loss, shape ``(B,)`` float32 (the engine averages over the global batch)."""
         raise NotImplementedError
 
-    def metric_sums(self, y_true, y_pred) -> dict:
+    def metric_sums(self, batch: dict, outputs) -> dict:
         """Additive statistics of one batch as tensors, e.g. ``{"confusion": (K, K) int}``."""
         raise NotImplementedError
 
-    def metric_results(self, sums: dict[str, np.ndarray]) -> dict[str, float]:
-        """Numbers from summed statistics, e.g. ``{"miou": 0.61, "global_accuracy": 0.9}``."""
+    def collect_tensors(self, batch: dict, outputs) -> dict:
+        """Per-example tensors (first axis = batch) gathered on the host for collect-then-finalise metrics; ``{}``
+        when every metric is additive."""
+        return {}
+
+    def metric_results(self, sums: dict[str, np.ndarray], collected: Optional[dict[str, np.ndarray]] = None
+                       ) -> dict[str, Any]:
+        """Numbers from summed statistics and, for collect-then-finalise metrics, the concatenated collected
+        arrays, e.g. ``{"miou": 0.61, "global_accuracy": 0.9}``."""
         raise NotImplementedError
 
-    # ---- outputs
-    def write_report(self, results: dict, sums: dict, output_dir: str, samples=None) -> None:
-        """Optional task-specific evaluation files (tables, confusion-matrix pictures, sample overlays)."""
+    # ---- answers
+    def decode(self, outputs, batch: dict) -> list[Any]:
+        """Per-example answers in the original image from a batch's outputs (numpy): a label map, a class with its
+        probabilities, keypoints with scores."""
+        raise NotImplementedError
+
+    def pictures(self, batch: dict, outputs) -> list[np.ndarray]:
+        """Sample pictures (uint8 ``(H, W, 3)``) showing predictions against targets, for tracking and reports."""
+        return []
+
+    def write_report(self, results: dict, sums: dict, output_dir: str, samples=None) -> list:
+        """Optional task-specific evaluation files (tables, confusion-matrix pictures, sample overlays).
+
+        ``samples``: a list of ``(name, batch of one example (numpy dict), outputs (numpy))``."""
+        return []
 
     @staticmethod
     def format_results(results: dict) -> str:
         """Human-readable results table (default: one ``key: value`` line per number)."""
         return "\n".join(f"{k}: {v:.4f}" for k, v in results.items() if isinstance(v, (int, float)))
-
-    def pictures(self, images: np.ndarray, targets: np.ndarray, predictions: np.ndarray) -> list[np.ndarray]:
-        """Sample pictures (uint8 ``(H, W, 3)``) showing predictions against targets, for tracking."""
-        return []
 
     @classmethod
     def make_demo_data(cls, directory: str) -> dict[str, Any]:

@@ -16,13 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from densevision.registry import LOSSES, TASKS
-from densevision.tasks.base import Task
+from densevision.tasks.base import Task, final_output, to_uint8
 
-#: losses in ``LOSSES`` that take ``(labels (B,), logits (B, K))``
-CLASSIFICATION_LOSSES = ("softmax_cross_entropy",)
-
-
-@LOSSES.register("softmax_cross_entropy")
+@LOSSES.register("softmax_cross_entropy", task="classification")
 def softmax_cross_entropy(label_smoothing: float = 0.0) -> Callable:
     """``fn(labels (B,) int, logits (B, K)) -> (B,) float32`` softmax cross-entropy per example.
 
@@ -53,6 +49,7 @@ class ClassificationTask(Task):
 
     name = "classification"
     default_monitor = ("top1", "max")
+    default_loss = "softmax_cross_entropy"
 
     def __init__(self, recipe, info: dict[str, Any]):
         super().__init__(recipe, info)
@@ -68,26 +65,24 @@ class ClassificationTask(Task):
 
     # ---- data
     @property
-    def target_spec(self) -> tf.TensorSpec:
-        return tf.TensorSpec((), tf.int32)
+    def example_spec(self) -> dict[str, tf.TensorSpec]:
+        """``{"image": float32 (H, W, 3), "label": int32 ()}``."""
+        return {"image": tf.TensorSpec((None, None, 3), tf.float32), "label": tf.TensorSpec((), tf.int32)}
 
     def augmenter(self, transforms: list, training: bool) -> Callable:
-        """``fn(image uint8 (H, W, 3), label, seed) -> (image, label)``: albumentations on the image only."""
+        """``fn(sample, seed) -> sample``: albumentations on the image; the label passes through."""
         from densevision.data.augment import build_augmentation
 
         return build_augmentation(transforms, target="label")
+
+    def encode(self, sample: dict) -> dict[str, np.ndarray]:
+        return {"image": sample["image"], "label": sample["label"]}
 
     # ---- training
     @functools.cached_property
     def loss_function(self) -> Callable:
         """The recipe's loss (default ``softmax_cross_entropy``): ``fn(labels (B,), logits (B, K)) -> (B,)``."""
-        section = getattr(self.recipe, "loss", None) if self.recipe is not None else None
-        name = section.name if section is not None else "softmax_cross_entropy"
-        if name not in CLASSIFICATION_LOSSES:
-            raise ValueError(
-                f"loss.name={name!r} is not a classification loss; expected one of {', '.join(CLASSIFICATION_LOSSES)}"
-            )
-        return LOSSES.get(name)(**(section.kwargs() if section is not None else {}))
+        return self._configured_loss()
 
     def _check_logits(self, y_pred) -> None:
         classes = y_pred.shape[-1]
@@ -97,17 +92,17 @@ class ClassificationTask(Task):
                 f"is model.num_classes the dataset's {self.num_classes}?"
             )
 
-    def loss(self, y_true, y_pred):
+    def loss(self, batch: dict, outputs):
         """``(B,)`` float32 loss per example from labels ``(B,)`` and logits ``(B, K)``."""
-        y_pred = tf.convert_to_tensor(y_pred)
+        y_pred = tf.convert_to_tensor(final_output(outputs))
         self._check_logits(y_pred)
-        return self.loss_function(y_true, y_pred)
+        return self.loss_function(batch["label"], y_pred)
 
-    def metric_sums(self, y_true, y_pred) -> dict:
+    def metric_sums(self, batch: dict, outputs) -> dict:
         """``{"correct_top1", "correct_top5", "count"}``: int32 scalars for the batch."""
-        y_pred = tf.cast(tf.convert_to_tensor(y_pred), tf.float32)
+        y_pred = tf.cast(tf.convert_to_tensor(final_output(outputs)), tf.float32)
         self._check_logits(y_pred)
-        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        labels = tf.cast(tf.reshape(batch["label"], [-1]), tf.int32)
         k = min(5, self.num_classes)
         # rank of the true class = number of classes with a strictly larger logit (ties count in its favour,
         # unlike tf.math.in_top_k, which is ambiguous on ties)
@@ -119,7 +114,7 @@ class ClassificationTask(Task):
             "count": tf.size(labels),
         }
 
-    def metric_results(self, sums: dict[str, np.ndarray]) -> dict[str, float]:
+    def metric_results(self, sums: dict[str, np.ndarray], collected=None) -> dict[str, float]:
         """``{"top1": float, "top5": float}`` accuracies (NaN for an empty evaluation)."""
         count = float(np.asarray(sums["count"]))
         if count == 0:
@@ -128,17 +123,21 @@ class ClassificationTask(Task):
                 "top5": float(np.asarray(sums["correct_top5"])) / count}
 
     # ---- outputs
-    def pictures(self, images, targets, predictions) -> list[np.ndarray]:
+    def decode(self, outputs, batch: dict = None) -> list[dict[str, Any]]:
+        """Per example ``{"label": int, "probabilities": (K,) float64}`` (softmax of the last output's logits)."""
+        logits = np.asarray(final_output(outputs), np.float64)
+        probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probabilities /= probabilities.sum(axis=-1, keepdims=True)
+        return [{"label": int(p.argmax()), "probabilities": p} for p in probabilities]
+
+    def pictures(self, batch: dict, outputs) -> list[np.ndarray]:
         """Per example, uint8 RGB: the image (enlarged to >= 192 px wide) over a caption with the predicted class,
         its probability and the true class, green when right and red when wrong."""
         pictures = []
-        for image, target, logits in zip(images, targets, predictions):
-            image = np.clip(np.rint(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
-            logits = np.asarray(logits, np.float64)
-            probabilities = np.exp(logits - logits.max())
-            probabilities /= probabilities.sum()
-            predicted, truth = int(probabilities.argmax()), int(np.asarray(target))
-            pictures.append(captioned(image, [
+        for image, target, answer in zip(batch["image"], batch["label"], self.decode(outputs, batch)):
+            probabilities = answer["probabilities"]
+            predicted, truth = answer["label"], int(np.asarray(target))
+            pictures.append(captioned(to_uint8(image), [
                 f"pred: {self._name(predicted)} ({probabilities[predicted]:.2f})",
                 f"true: {self._name(truth)}",
             ], (40, 160, 40) if predicted == truth else (200, 40, 40)))

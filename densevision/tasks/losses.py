@@ -82,7 +82,7 @@ def _true_class_log_probs(y_true, logits, ignore_label):
     return log_probs, labels, valid, true_log_prob
 
 
-@LOSSES.register("cross_entropy")
+@LOSSES.register("cross_entropy", task="segmentation")
 def cross_entropy(
     class_weights: Optional[Union[Literal["median_frequency"], list[float]]] = None,
     label_smoothing: float = 0.0,
@@ -113,7 +113,7 @@ def cross_entropy(
     return loss_fn
 
 
-@LOSSES.register("focal")
+@LOSSES.register("focal", task="segmentation")
 def focal(
     gamma: float = 2.0,
     class_weights: Optional[Union[Literal["median_frequency"], list[float]]] = None,
@@ -139,7 +139,7 @@ def focal(
     return loss_fn
 
 
-@LOSSES.register("dice")
+@LOSSES.register("dice", task="segmentation")
 def dice(smooth: float = 1.0) -> LossFn:
     """Soft Dice loss ``1 - mean_c (2 |P_c G_c| + s) / (|P_c| + |G_c| + s)`` per example over valid pixels.
 

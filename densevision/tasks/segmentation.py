@@ -29,7 +29,7 @@ import tensorflow as tf
 from densevision.visualization import segmentation as visualize
 from densevision.registry import DATASETS, LOSSES, TASKS
 from densevision.tasks import losses as _losses  # importing registers the losses
-from densevision.tasks.base import Task
+from densevision.tasks.base import Task, final_output, to_uint8
 
 # ------------------------------------------------------------------------------------------ confusion matrix
 
@@ -161,6 +161,7 @@ class SegmentationTask(Task):
 
     name = "segmentation"
     default_monitor = ("miou", "max")
+    default_loss = "cross_entropy"
 
     def __init__(self, recipe, info: dict[str, Any]):
         super().__init__(recipe, info)
@@ -179,22 +180,27 @@ class SegmentationTask(Task):
 
     # ---- data
     @property
-    def target_spec(self) -> tf.TensorSpec:
-        return tf.TensorSpec((None, None), tf.int32)
+    def example_spec(self) -> dict[str, tf.TensorSpec]:
+        """``{"image": float32 (H, W, 3), "mask": int32 (H, W)}``."""
+        return {"image": tf.TensorSpec((None, None, 3), tf.float32), "mask": tf.TensorSpec((None, None), tf.int32)}
 
     def augmenter(self, transforms: list, training: bool) -> Callable:
-        """``fn(image uint8 (H, W, 3), mask int32 (H, W), seed) -> (image, mask)``; padding fills with the ignore
+        """``fn(sample, seed) -> sample`` moving image and mask together; padding fills the mask with the ignore
         label so padded pixels never count."""
         from densevision.data.augment import build_augmentation
 
         return build_augmentation(transforms, target="mask", ignore_label=self.ignore_label)
+
+    def encode(self, sample: dict) -> dict[str, np.ndarray]:
+        """The mask is its own target: ``{"image", "mask"}``."""
+        return {"image": sample["image"], "mask": sample["mask"]}
 
     # ---- training
     @functools.cached_property
     def loss_function(self) -> Callable:
         """The configured loss ``fn(y_true, logits, ignore_label) -> (B,)``, class weights resolved (once)."""
         section = getattr(self.recipe, "loss", None) if self.recipe is not None else None
-        name = section.name if section is not None else "cross_entropy"
+        name = section.name if section is not None else self.default_loss
         options = dict(section.kwargs()) if section is not None else {}
         if options.get("class_weights") == _losses.MEDIAN_FREQUENCY:
             options["class_weights"] = [float(w) for w in self.median_frequency_weights()]
@@ -218,15 +224,16 @@ class SegmentationTask(Task):
             np.float32,
         )
 
-    def loss(self, y_true, y_pred):
+    def loss(self, batch: dict, outputs):
         """``(B,)`` float32: the recipe's loss (default cross-entropy) per example, void pixels excluded."""
-        return self.loss_function(y_true, y_pred, self.ignore_label)
+        return self.loss_function(batch["mask"], final_output(outputs), self.ignore_label)
 
-    def metric_sums(self, y_true, y_pred) -> dict:
+    def metric_sums(self, batch: dict, outputs) -> dict:
         """``{"confusion": (K, K) int32}`` of the batch (rows: truth, columns: argmax of the logits)."""
-        return {"confusion": confusion_counts(y_true, y_pred, self.num_classes, self.ignore_label)}
+        return {"confusion": confusion_counts(batch["mask"], final_output(outputs), self.num_classes,
+                                              self.ignore_label)}
 
-    def metric_results(self, sums: dict[str, np.ndarray]) -> dict[str, Any]:
+    def metric_results(self, sums: dict[str, np.ndarray], collected=None) -> dict[str, Any]:
         """``{"miou", "global_accuracy", "mean_class_accuracy": float, "per_class_iou": {name: float}}``.
 
         NaN marks an undefined value (a class neither present nor predicted). ``per_class_iou`` is a nested dict:
@@ -255,21 +262,19 @@ class SegmentationTask(Task):
         """``(H, W)`` labels -> ``(H, W, 3)`` uint8 in the dataset's palette (void black)."""
         return visualize.colorize_mask(mask, self.palette, self.ignore_label)
 
-    def pictures(self, images: np.ndarray, targets: np.ndarray, predictions: np.ndarray) -> list[np.ndarray]:
+    def decode(self, outputs, batch: dict = None) -> list[np.ndarray]:
+        """Per example, the ``(H, W)`` int32 label map (argmax of the last output's logits)."""
+        return list(self.predict_labels(np.asarray(final_output(outputs))))
+
+    def pictures(self, batch: dict, outputs) -> list[np.ndarray]:
         """One uint8 picture per example: image | ground truth | prediction, in the palette.
 
         Args:
-            images: ``(B, H, W, 3)`` in [0, 255] (any numeric type), or a list of ``(H, W, 3)``.
-            targets: ``(B, H, W)`` labels, or a list.
-            predictions: ``(B, H, W, K)`` logits or ``(B, H, W)`` labels, or a list.
+            batch: ``{"image": (B, H, W, 3) in [0, 255] (any numeric type), "mask": (B, H, W) labels}``.
+            outputs: ``(B, H, W, K)`` logits or ``(B, H, W)`` labels.
         """
-        pictures = []
-        # Per example, so lists of differently sized full-resolution examples work too.
-        for image, target, prediction in zip(images, targets, predictions):
-            image = np.clip(np.rint(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
-            label = self.predict_labels(prediction)
-            pictures.append(visualize.side_by_side([image, self.colorize(np.asarray(target)), self.colorize(label)]))
-        return pictures
+        return [visualize.side_by_side([to_uint8(image), self.colorize(np.asarray(target)), self.colorize(label)])
+                for image, target, label in zip(batch["image"], batch["mask"], self.decode(outputs, batch))]
 
     @classmethod
     def make_demo_data(cls, directory: str) -> dict[str, Any]:
@@ -303,7 +308,7 @@ class SegmentationTask(Task):
         """Write ``per_class_iou.txt``, ``confusion_matrix.png`` (row-normalised) and ``overlays/<name>.png``.
 
         Args:
-            samples: ``(name, image (H, W, 3), target (H, W), prediction (H, W, K) logits or (H, W) labels)``.
+            samples: ``(name, batch of one example {"image", "mask"}, outputs (1, H, W, K) logits)``.
 
         Returns:
             The files written.
@@ -323,9 +328,8 @@ class SegmentationTask(Task):
         if samples:
             overlay_dir = output_dir / "overlays"
             overlay_dir.mkdir(exist_ok=True)
-            for name, image, target, prediction in samples:
-                image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-                label = self.predict_labels(prediction)
+            for name, batch, outputs in samples:
+                image, target, label = to_uint8(batch["image"][0]), batch["mask"][0], self.decode(outputs)[0]
                 picture = visualize.side_by_side(
                     [
                         visualize.overlay(image, target, self.palette, ignore_label=self.ignore_label),
