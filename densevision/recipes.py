@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
 from pydantic import PositiveInt, ValidationError, create_model
 
-from densevision.registry import DATASETS, LOSSES, MODELS, TASKS, UnknownNameError, did_you_mean
+from densevision.registry import CODECS, DATASETS, LOSSES, MODELS, TASKS, UnknownNameError, did_you_mean
 
 BASE_KEY = "_base_"
 
@@ -67,6 +67,17 @@ class DataSection(_OpenSection):
 
 class LossSection(_OpenSection):
     """``loss.name`` picks from ``LOSSES``; other keys are its options."""
+
+
+class CodecSection(_OpenSection):
+    """``codec.name`` picks a target encoding from ``CODECS`` (pose: ``heatmap``); other keys are its options
+    (``sigma``, ...)."""
+
+
+class TestSection(_Section):
+    """How evaluation and prediction run the model."""
+
+    flip_test: bool = Field(False, description="pose: average with the mirrored image's heatmaps")
 
 
 class ScheduleSection(_Section):
@@ -148,6 +159,8 @@ class Recipe(_Section):
     data: DataSection
     augmentation: AugmentationSection = Field(default_factory=AugmentationSection)
     loss: Optional[LossSection] = None
+    codec: Optional[CodecSection] = None
+    test: TestSection = Field(default_factory=TestSection)
     optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
     train: TrainSection = Field(default_factory=TrainSection)
     distribute: DistributeSection = Field(default_factory=DistributeSection)
@@ -337,7 +350,7 @@ def validate_recipe(config: dict, source: str = "<recipe>") -> Recipe:
                         f"choose one of: {', '.join(TASKS.names())}")
     # The builders' options are checked even when the schema failed, so one run reports every problem.
     checks = [("model", MODELS, ModelSection, ()), ("data", DATASETS, DataSection, ("root", "split")),
-              ("loss", LOSSES, LossSection, ())]
+              ("loss", LOSSES, LossSection, ()), ("codec", CODECS, CodecSection, ("input_size",))]
     validated_options = {}
     for section, registry, section_cls, skip in checks:
         raw = config.get(section)

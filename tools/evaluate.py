@@ -28,10 +28,13 @@ def main(argv=None) -> int:
     parser.add_argument("--demo", action="store_true", help="evaluate on the task's generated demo data")
     parser.add_argument("--json", dest="json_path", metavar="OUT.json", help="write the results as JSON")
     parser.add_argument("--output", metavar="DIR", help="write the report (table, confusion matrix, overlays)")
+    parser.add_argument("--flip-test", action="store_true",
+                        help="pose: average with the mirrored crop's heatmaps (test.flip_test)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     return evaluate_command(args.recipe, args.weights, split=args.split, overrides=args.overrides, demo=args.demo,
-                            json_path=args.json_path, output_dir=args.output, progress=not args.no_progress)
+                            json_path=args.json_path, output_dir=args.output, progress=not args.no_progress,
+                            flip_test=args.flip_test)
 
 
 if __name__ == "__main__":

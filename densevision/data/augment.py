@@ -228,8 +228,12 @@ class Augmenter:
         compose = getattr(self._local, "compose", None)
         if compose is None:
             transforms = [_instantiate(dict(config), "augmentation") for config in self.configs]
-            compose = A.Compose(transforms, keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
-                                bbox_params=A.BboxParams(format="coco", label_fields=["box_labels"]))
+            with warnings.catch_warnings():
+                # Every target kind is declared up front; pixel-only pipelines need none of them, which is fine.
+                warnings.filterwarnings("ignore", message="Got processor for")
+                compose = A.Compose(transforms,
+                                    keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
+                                    bbox_params=A.BboxParams(format="coco", label_fields=["box_labels"]))
             self._local.compose = compose
         return compose
 

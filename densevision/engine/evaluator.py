@@ -256,6 +256,7 @@ def evaluate_command(
     json_path: str | None = None,
     output_dir: str | None = None,
     progress: bool = True,
+    flip_test: bool = False,
 ) -> int:
     """What ``tools/evaluate.py`` does; returns the exit code.
 
@@ -265,7 +266,8 @@ def evaluate_command(
     from densevision.recipes import RecipeError, load_recipe
 
     try:
-        recipe = load_recipe(recipe_path, list(overrides), demo=demo)
+        overrides = list(overrides) + (["test.flip_test=true"] if flip_test else [])
+        recipe = load_recipe(recipe_path, overrides, demo=demo)
         if demo:
             from densevision.engine.demo import apply_demo
 

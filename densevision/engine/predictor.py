@@ -1,192 +1,343 @@
-"""Batch prediction over image files: index-PNG masks (and optional colour overlays), never clobbering outputs.
+"""Batch prediction over image folders for every task: nothing lost, nothing half-written, the model kept busy.
 
-For each input image ``<stem>.<ext>`` the predictor writes ``<output>/<stem>.png``, the per-pixel class index
-(uint8, or uint16 beyond 256 classes), and with ``overlay=True`` ``<output>/overlays/<stem>.png``, the class
-colours blended over the image. Every input is checked and every output path planned *before* the model runs,
-so a bad file or an existing output fails in seconds, not after an hour, and nothing is half-overwritten.
+``tools/predict.py`` calls :func:`predict_command`. The flow:
+
+1. every input is listed first (files, folders walked recursively, glob patterns), each output path planned from
+   the task (``task.prediction_files``) with the input's relative path kept under the output folder; clashes and
+   existing outputs are refused before the model loads (``--overwrite`` replaces, ``--resume`` skips inputs whose
+   outputs all exist);
+2. images are decoded on a thread pool (the one reader, :func:`densevision.data.io.read_image`: EXIF orientation,
+   grayscale, 16-bit, RGBA, palette) while the model predicts, and answers are written by a background thread
+   (atomic writes: an interrupted run leaves no half-written file);
+3. each task turns an image into model inputs and outputs into answers (``prediction_inputs``,
+   ``prediction_answer``): a segmentation map of the input's size (tiled with blended seams above
+   ``--max-pixels``), top-k classes, people's keypoints; test-time flips and scales where the task has them;
+4. a corrupt, empty or unreadable input (or one too large to hold) is skipped with a warning and recorded;
+   ``report.json`` lists ``{"ok": [paths], "failed": [{"path", "error"}]}`` and the exit status is 0 when all
+   succeeded, 1 when some inputs failed, 2 for a usage error.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import os
+import queue
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
-
-import cv2
-import keras
 import tensorflow as tf
 
-from densevision.visualization import segmentation as visualize
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 OVERLAY_FOLDER = "overlays"
+REPORT = "report.json"
+#: images above this many pixels are predicted tile by tile (dense tasks), bounding memory by the tile size
+DEFAULT_MAX_PIXELS = 2048 * 2048
 
 
-class PredictionError(ValueError):
-    """Inputs or outputs the predictor cannot use; the message names the files."""
+try:
+    from densevision.errors import UsageError as _UsageBase
+except ImportError:  # pragma: no cover
+    _UsageBase = ValueError
 
 
-def _summarize(paths: Sequence[object], show: int = 5) -> str:
-    listed = ", ".join(str(p) for p in paths[:show])
-    return listed + (f" (and {len(paths) - show} more)" if len(paths) > show else "")
+class PredictionError(_UsageBase):
+    """Inputs or outputs the predictor cannot use as a whole (a usage error); the message names the files."""
 
 
-def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files from files and folders (a folder contributes its image files, sorted, not recursively).
+@dataclasses.dataclass
+class PredictOptions:
+    """What the prediction tool was asked for (passed to the task's prediction methods)."""
+
+    overlay: bool = False
+    color: bool = False
+    top_k: int = 5
+    flip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+    tile: int = 512
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    single: bool = False
+    boxes_file: Optional[str] = None
+    batch_size: int = 8
+
+
+def validate_options(options: PredictOptions) -> PredictOptions:
+    """Refuse option values that cannot work, naming the flag (a usage error, before any work)."""
+    problems = []
+    if options.top_k < 1:
+        problems.append(f"--top-k {options.top_k}: must be at least 1")
+    if options.tile < 32:
+        problems.append(f"--tile {options.tile}: must be at least 32 pixels")
+    if options.max_pixels < 1:
+        problems.append(f"--max-pixels {options.max_pixels}: must be positive")
+    if options.batch_size < 1:
+        problems.append(f"--batch-size {options.batch_size}: must be at least 1")
+    if not options.scales or any(not 0.1 <= scale <= 4.0 for scale in options.scales):
+        problems.append(f"--scales {list(options.scales)}: each must be between 0.1 and 4")
+    if options.single and options.boxes_file:
+        problems.append("--single and --boxes: choose one way of finding people")
+    if problems:
+        raise PredictionError("; ".join(problems))
+    return options
+
+
+@dataclasses.dataclass
+class _Job:
+    path: Path
+    relative: str
+    outputs: list[Path]
+
+
+def _stem(relative: str) -> str:
+    """``"a/b/photo.jpg"`` -> ``"a/b/photo"`` (the contract's ``<relative path without extension>``)."""
+    return relative.rsplit(".", 1)[0] if "." in Path(relative).name else relative
+
+
+def plan_jobs(task, images: Sequence[tuple[Path, str]], output_dir: Path, options: PredictOptions,
+              overwrite: bool, resume: bool) -> tuple[list[_Job], list[_Job]]:
+    """``(to do, already done)``: every input's output files, planned before any work.
 
     Raises:
-        PredictionError: an input that does not exist, a file without an image extension, or no image at all.
+        OutputError: two inputs writing the same file (``a.jpg`` and ``a.png``), or existing outputs without
+            ``overwrite`` / ``resume``.
     """
-    images: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            images += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        elif path.is_file():
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                raise PredictionError(
-                    f"input {path}: not an image file name (expected one of {', '.join(IMAGE_EXTENSIONS)})"
-                )
-            images.append(path)
-        else:
-            raise PredictionError(f"input {path} does not exist")
-    if not images:
-        raise PredictionError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found in: {_summarize(list(inputs))}")
-    return images
+    from densevision.files import plan_outputs
+
+    jobs = [_Job(path, relative, [output_dir / name for name in task.prediction_files(_stem(relative), options)])
+            for path, relative in images]
+    finished = [resume and bool(job.outputs) and all(p.is_file() for p in job.outputs) for job in jobs]
+    done = [job for job, skip in zip(jobs, finished) if skip]
+    todo = [job for job, skip in zip(jobs, finished) if not skip]
+    run_files = [output_dir / REPORT] + [output_dir / name for name in task.prediction_summary_files(options)]
+    # --resume redoes an input whose outputs are incomplete, so its existing files may be replaced too.
+    plan_outputs([(str(job.path), out) for job in todo for out in job.outputs] + [("the run", p) for p in run_files],
+                 overwrite=overwrite or resume, hint="pass --overwrite to replace them or --resume to skip them")
+    return todo, done
 
 
-def plan_outputs(images: Sequence[Path], output_dir: str | os.PathLike, overlay: bool, overwrite: bool):
-    """``[(image, mask_path, overlay_path or None)]``; refuses name clashes and (unless ``overwrite``) existing files.
+def _read(path: Path):
+    from densevision.data.io import read_image
 
-    Raises:
-        PredictionError: two inputs with the same stem, or outputs that already exist.
-    """
-    output_dir = Path(output_dir)
-    by_stem: dict[str, Path] = {}
-    plan = []
-    for image in images:
-        if image.stem in by_stem:
-            raise PredictionError(
-                f"inputs {by_stem[image.stem]} and {image} would both write {output_dir / (image.stem + '.png')}; "
-                f"rename one or predict them into separate output folders"
-            )
-        by_stem[image.stem] = image
-        overlay_path = output_dir / OVERLAY_FOLDER / f"{image.stem}.png" if overlay else None
-        plan.append((image, output_dir / f"{image.stem}.png", overlay_path))
-    if not overwrite:
-        existing = [p for _, mask, over in plan for p in (mask, over) if p is not None and p.exists()]
-        if existing:
-            raise PredictionError(
-                f"{len(existing)} output file(s) already exist: {_summarize(existing)}; "
-                f"pass --overwrite (overwrite=True) to replace them or choose another output folder"
-            )
-    return plan
+    try:
+        return read_image(path), None
+    except MemoryError:
+        return None, "out of memory while decoding (image too large)"
+    except Exception as error:  # ImageReadError names the reason; anything else is still only this file's
+        return None, str(error)
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """uint8 ``(H, W, 3)`` RGB; :class:`PredictionError` naming the file if it cannot be decoded."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise PredictionError(f"{path}: cannot be read as an image (truncated, corrupt or not an image file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+class _Writer:
+    """Writes answers on a background thread, in order; failures are recorded per input, never lost."""
+
+    def __init__(self, task, options: PredictOptions):
+        self.task, self.options = task, options
+        self.queue: queue.Queue = queue.Queue(maxsize=16)
+        self.ok: list[str] = []
+        self.failed: list[dict[str, str]] = []
+        self.records: list[Any] = []
+        self.fatal: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            job, image, answer = item
+            if self.fatal is not None:
+                continue
+            try:
+                self.task.write_prediction(answer, image, job.outputs, self.options)
+                record = self.task.prediction_record(answer, job.relative, image.shape[:2], self.options)
+                if record is not None:
+                    self.records.append(record)
+                self.ok.append(str(job.path))
+            except OSError as error:
+                from densevision.files import describe_os_error
+
+                # A full or read-only disk fails every later write too: stop, keeping what is written.
+                self.fatal = OSError(f"cannot write the outputs of {job.path}: {describe_os_error(error)}")
+                self.failed.append({"path": str(job.path), "error": str(self.fatal)})
+            except Exception as error:
+                self.failed.append({"path": str(job.path), "error": f"writing failed: {error}"})
+
+    def put(self, job, image, answer):
+        if self.fatal is not None:
+            raise self.fatal
+        self.queue.put((job, image, answer))
+
+    def close(self):
+        self.queue.put(None)
+        self.thread.join()
 
 
-def predict_images(
-    model: keras.Model,
-    inputs: Sequence[str | os.PathLike],
-    output_dir: str | os.PathLike,
-    palette: Optional[np.ndarray] = None,
-    overlay: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> list[Path]:
-    """Predict a label map for every image and write it as an index PNG (and a colour overlay).
+def make_forward(model, task):
+    """``fn(images float32 (B, H, W, 3)) -> outputs (numpy)``: the task's forward pass, compiled once with relaxed
+    shapes (images of many sizes share one trace instead of retracing per size)."""
+
+    @tf.function(reduce_retracing=True)
+    def forward(images):
+        return task.forward(model, images, training=False)
+
+    def run(images: np.ndarray):
+        outputs = forward(tf.convert_to_tensor(images, tf.float32))
+        return tf.nest.map_structure(lambda t: t.numpy(), outputs)
+
+    return run
+
+
+def predict_folder(model, task, images: Sequence[tuple[Path, str]], output_dir: str | os.PathLike,
+                   options: Optional[PredictOptions] = None, overwrite: bool = False, resume: bool = False,
+                   progress: bool = True) -> dict[str, Any]:
+    """Predict every image and write the task's outputs under ``output_dir``.
 
     Args:
-        model: images ``(1, H, W, 3)`` float32 in [0, 255] -> logits ``(1, H, W, K)``; any ``H, W``.
-        inputs: image files and/or folders of images.
-        output_dir: created if needed.
-        palette: ``(K, 3)`` uint8 colours for overlays (default :func:`densevision.visualization.segmentation.default_palette`).
-        overlay: also write ``overlays/<stem>.png``.
-        overwrite: replace existing outputs instead of refusing.
-        progress: show a tqdm progress bar.
+        model: images ``(B, H, W, 3)`` float32 in [0, 255] -> the task's outputs.
+        task: the recipe's task (it plans, answers and writes).
+        images: ``[(path, relative path)]`` (see :func:`densevision.data.io.list_images`).
+        output_dir: created if needed; nothing is written outside it.
+        options: see :class:`PredictOptions`.
+        overwrite: replace existing outputs; resume: skip inputs whose outputs all exist.
 
     Returns:
-        The files written, in input order.
-
-    Raises:
-        PredictionError: missing/unreadable inputs, clashing names or existing outputs (checked before predicting).
+        ``{"ok": [paths], "failed": [{"path", "error"}], "skipped": int, "seconds": float}`` (also written as
+        ``report.json`` without ``seconds``).
     """
     from tqdm.auto import tqdm
 
-    images = collect_images(inputs)
-    unreadable = [p for p in images if not cv2.haveImageReader(str(p))]
-    if unreadable:
-        raise PredictionError(f"{len(unreadable)} input(s) cannot be decoded as images: {_summarize(unreadable)}")
-    plan = plan_outputs(images, output_dir, overlay, overwrite)
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    if overlay:
-        (Path(output_dir) / OVERLAY_FOLDER).mkdir(exist_ok=True)
+    from densevision.files import write_json
 
-    @tf.function(reduce_retracing=True)  # images of many sizes: one relaxed trace instead of one per size
-    def predict_labels(image):
-        logits = model(image, training=False)
-        return tf.argmax(logits, axis=-1, output_type=tf.int32)[0], tf.shape(logits)[-1]
+    options = options or PredictOptions()
+    output_dir = Path(output_dir)
+    todo, done = plan_jobs(task, images, output_dir, options, overwrite, resume)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    forward = make_forward(model, task)
+    writer = _Writer(task, options)
+    failed: list[dict[str, str]] = []
+    started = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="predict", unit="image", disable=not progress, dynamic_ncols=True)
+    # Decoding runs ahead on a thread pool (OpenCV and PIL release the GIL) while the model predicts.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        pending: list = []
+        ahead = 2 * max(1, options.batch_size)
+        jobs = iter(todo)
+        for job in jobs:
+            pending.append((job, pool.submit(_read, job.path)))
+            if len(pending) < ahead:
+                continue
+            break
+        try:
+            while pending:
+                job, future = pending.pop(0)
+                nxt = next(jobs, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(_read, nxt.path)))
+                image, error = future.result()
+                if image is not None:
+                    try:
+                        answer = task.predict_image(forward, image, options, key=job.relative)
+                    except (MemoryError, tf.errors.ResourceExhaustedError):
+                        image, error = None, "out of memory while predicting (lower --tile or --max-pixels)"
+                    except (ValueError, tf.errors.InvalidArgumentError) as failure:
+                        image, error = None, f"prediction failed: {failure}"
+                if image is None:
+                    print(f"warning: skipped {job.path}: {error}", file=sys.stderr)
+                    failed.append({"path": str(job.path), "error": str(error)})
+                else:
+                    writer.put(job, image, answer)
+                bar.update(1)
+                bar.set_postfix(img_s=f"{bar.n / max(time.perf_counter() - started, 1e-9):.2f}")
+        finally:
+            for _, future in pending:
+                future.cancel()
+            writer.close()
+            bar.close()
+    if writer.fatal is not None:
+        raise writer.fatal
+    failed += writer.failed
+    task.finish_predictions(writer.records, output_dir, options, resume=resume)
+    report = {"ok": [str(job.path) for job in done] + writer.ok, "failed": failed}
+    write_json(output_dir / REPORT, report)
+    return {**report, "skipped": len(done), "seconds": time.perf_counter() - started}
 
-    written: list[Path] = []
-    for image_path, mask_path, overlay_path in tqdm(plan, desc="predict", unit="image", disable=not progress):
-        image = read_rgb(image_path)
-        labels, num_classes = predict_labels(tf.constant(image[None], tf.float32))
-        labels, num_classes = labels.numpy(), int(num_classes)
-        visualize.write_png(mask_path, labels.astype(np.uint8 if num_classes <= 256 else np.uint16))
-        written.append(mask_path)
-        if overlay_path is not None:
-            colours = palette if palette is not None else visualize.default_palette(num_classes)
-            visualize.write_png(overlay_path, visualize.overlay(image, labels, colours))
-            written.append(overlay_path)
-    return written
+
+def prediction_info(recipe, model=None) -> dict[str, Any]:
+    """The dataset ``info`` the task needs to answer (class names, palette; joints, skeleton, flip pairs).
+
+    Opened from the recipe's dataset when it is on this machine; otherwise from what the source can say without
+    data (its ``describe(**options)``), so prediction works where only the checkpoint and recipe are.
+    """
+    from densevision.data.sources import open_source
+    from densevision.registry import DATASETS
+
+    source_cls = DATASETS.get(recipe.data.name)
+    describe = getattr(source_cls, "describe", None)
+    if describe is not None:
+        try:
+            return describe(**recipe.data.kwargs())
+        except TypeError:
+            pass
+    return open_source(recipe, recipe.data.val_split).info
 
 
-def recipe_palette(recipe) -> Optional[np.ndarray]:
-    """The palette of the recipe's dataset (its validation split), or ``None`` if that cannot be opened."""
-    from densevision.engine.evaluator import open_source
+def summary(result: dict[str, Any], output_dir) -> str:
+    ok, failed = len(result["ok"]), len(result["failed"])
+    seconds = result.get("seconds", 0.0)
+    done_now = ok - result.get("skipped", 0)
+    lines = [f"predicted {done_now} image(s) in {seconds:.1f} s ({done_now / max(seconds, 1e-9):.2f} images/s)"
+             + (f", {result['skipped']} already done (--resume)" if result.get("skipped") else ""),
+             f"outputs in {output_dir}, report in {Path(output_dir) / REPORT}"]
+    if failed:
+        lines.append(f"{failed} input(s) failed:")
+        lines += [f"  {item['path']}: {item['error']}" for item in result["failed"][:10]]
+        if failed > 10:
+            lines.append(f"  ... and {failed - 10} more (see {REPORT})")
+    return "\n".join(lines)
 
-    try:
-        palette = open_source(recipe, recipe.data.val_split).info.get("palette")
-    except Exception as error:  # no dataset on this machine: overlays fall back to the default palette
-        print(f"note: dataset not available ({error}); overlays use the default palette", file=sys.stderr)
-        return None
-    return None if palette is None else np.asarray(palette, np.uint8)
 
+def predict_command(recipe_path: str, weights: str, inputs: Sequence[str], output_dir: str, *,
+                    overwrite: bool = False, resume: bool = False, demo: bool = False,
+                    overrides: Sequence[str] = (), progress: bool = True, recursive: bool = True,
+                    options: Optional[PredictOptions] = None) -> int:
+    """What ``tools/predict.py`` does; returns the exit code (0 all predicted, 1 some inputs failed). Usage errors
+    (recipe, checkpoint, no input, output clashes) raise :class:`densevision.errors.DensevisionError` subclasses,
+    which the tool turns into one ``error:`` line and exit 2."""
+    from densevision.data.io import list_images
+    from densevision.engine.checkpoints import load_checkpoint
+    from densevision.engine.compat import check_checkpoint_matches
+    from densevision.files import check_writable_dir
+    from densevision.recipes import load_recipe
+    from densevision.registry import TASKS
 
-def predict_command(
-    recipe_path: str,
-    weights: str,
-    inputs: Sequence[str],
-    output_dir: str,
-    overlay: bool = False,
-    overwrite: bool = False,
-    overrides: Sequence[str] = (),
-    progress: bool = True,
-) -> int:
-    """What ``tools/predict.py`` does; returns the exit code (2 with one ``error:`` line for bad input)."""
-    from densevision.engine.checkpoints import CheckpointError
-    from densevision.engine.evaluator import load_checkpoint
-    from densevision.recipes import RecipeError, load_recipe
+    options = options or PredictOptions()
+    recipe = load_recipe(recipe_path, list(overrides), demo=demo)
+    if demo:
+        from densevision.engine.demo import apply_demo
 
-    try:
-        recipe = load_recipe(recipe_path, list(overrides))
-        images = collect_images(inputs)  # fail on bad inputs before loading the model
-        plan_outputs(images, output_dir, overlay, overwrite)
-        model = load_checkpoint(weights, recipe)
-        palette = recipe_palette(recipe) if overlay else None
-        written = predict_images(model, inputs, output_dir, palette=palette, overlay=overlay, overwrite=overwrite,
-                                 progress=progress)
-    except (RecipeError, CheckpointError, PredictionError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(written)} file(s) for {len(images)} image(s) to {output_dir}")
-    return 0
+        recipe = apply_demo(recipe)
+    check_writable_dir(output_dir, create=False)
+    problems: list[str] = []
+    images = list_images(inputs, recursive=recursive, problems=problems)
+    for problem in problems:
+        print(f"warning: skipped {problem}", file=sys.stderr)
+    if not images:
+        raise PredictionError(f"no image files found in: {', '.join(map(str, inputs))}")
+    info = prediction_info(recipe)
+    task = TASKS.get(recipe.task)(recipe, info)
+    if options.flip and hasattr(task, "flip_test"):  # pose: flip test inside the forward pass, joints swapped
+        task.flip_test = True
+    model = load_checkpoint(weights, recipe)
+    check_checkpoint_matches(model, recipe, info, weights)
+    result = predict_folder(model, task, images, output_dir, options, overwrite=overwrite, resume=resume,
+                            progress=progress)
+    result["failed"] = [{"path": p, "error": "unreadable path"} for p in problems] + result["failed"]
+    if problems:
+        from densevision.files import write_json
+
+        write_json(Path(output_dir) / REPORT, {"ok": result["ok"], "failed": result["failed"]})
+    print(summary(result, output_dir))
+    return 1 if result["failed"] else 0

@@ -151,6 +151,33 @@ class Task:
         ``samples``: a list of ``(name, batch of one example (numpy dict), outputs (numpy))``."""
         return []
 
+    # ---- batch prediction (tools/predict.py; see densevision.engine.predictor)
+    def prediction_files(self, stem: str, options) -> list[str]:
+        """Output files of one input, relative to the output folder (``stem``: its relative path without
+        extension), e.g. ``["a/b.png", "overlays/a/b.png"]``."""
+        raise NotImplementedError(f"the {self.name} task does not support batch prediction")
+
+    def prediction_summary_files(self, options) -> list[str]:
+        """Files written once per run from every input's record (e.g. ``predictions.csv``)."""
+        return []
+
+    def predict_image(self, forward, image: np.ndarray, options, key: str = "") -> Any:
+        """The answer for one uint8 ``(H, W, 3)`` image, using ``forward(images (B, h, w, 3) float32) -> outputs``
+        (numpy); ``key`` is the input's relative path (for per-image side data such as person boxes)."""
+        raise NotImplementedError(f"the {self.name} task does not support batch prediction")
+
+    def write_prediction(self, answer, image: np.ndarray, paths: list, options) -> None:
+        """Write one input's outputs to ``paths`` (those of :meth:`prediction_files`, in order), atomically."""
+        raise NotImplementedError(f"the {self.name} task does not support batch prediction")
+
+    def prediction_record(self, answer, relative: str, size: tuple[int, int], options) -> Optional[dict]:
+        """A JSON-able row for the run's summary files, or ``None``."""
+        return None
+
+    def finish_predictions(self, records: list, output_dir, options, resume: bool = False) -> list:
+        """Write the run's summary files from the records (merged with an earlier run's under ``resume``)."""
+        return []
+
     @staticmethod
     def format_results(results: dict) -> str:
         """Human-readable results table (default: one ``key: value`` line per number)."""

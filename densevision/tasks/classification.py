@@ -8,6 +8,7 @@ top-min(5, K).
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any, Callable
 
 import cv2
@@ -142,6 +143,52 @@ class ClassificationTask(Task):
                 f"true: {self._name(truth)}",
             ], (40, 160, 40) if predicted == truth else (200, 40, 40)))
         return pictures
+
+    # ---- batch prediction
+    def prediction_files(self, stem: str, options) -> list[str]:
+        """No file per image: every answer goes to ``predictions.csv`` and ``predictions.json``."""
+        return []
+
+    def prediction_summary_files(self, options) -> list[str]:
+        return ["predictions.csv", "predictions.json"]
+
+    def predict_image(self, forward, image: np.ndarray, options, key: str = "") -> dict[str, Any]:
+        """The image resized to the model's input size (``model.input_shape`` when fixed), then the softmax."""
+        shape = (self.recipe.model.kwargs().get("input_shape") if self.recipe is not None else None) or ()
+        if len(shape) >= 2 and shape[0] and shape[1] and tuple(image.shape[:2]) != (shape[0], shape[1]):
+            shrinking = shape[0] * shape[1] < image.shape[0] * image.shape[1]
+            image = cv2.resize(image, (int(shape[1]), int(shape[0])),
+                               interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        return self.decode(forward(image[None].astype(np.float32)))[0]
+
+    def write_prediction(self, answer, image, paths, options) -> None:
+        """Nothing per image (see :meth:`finish_predictions`)."""
+
+    def prediction_record(self, answer, relative: str, size, options) -> dict[str, Any]:
+        """``{"path", "top_k": [{"class", "index", "probability"}]}``."""
+        probabilities = answer["probabilities"]
+        top = np.argsort(-probabilities, kind="stable")[:max(1, int(getattr(options, "top_k", 5)))]
+        return {"path": relative, "top_k": [{"class": self._name(int(i)), "index": int(i),
+                                             "probability": float(probabilities[i])} for i in top]}
+
+    def finish_predictions(self, records: list, output_dir, options, resume: bool = False) -> list:
+        """``predictions.json`` (the records) and ``predictions.csv`` (``path, rank, class, index, probability``)."""
+        import csv
+        import io
+
+        from densevision.files import write_json, write_text
+
+        output_dir = Path(output_dir)
+        records = sorted(records, key=lambda record: record["path"])
+        rows = io.StringIO()
+        writer = csv.writer(rows)
+        writer.writerow(["path", "rank", "class", "index", "probability"])
+        for record in records:
+            for rank, entry in enumerate(record["top_k"], 1):
+                writer.writerow([record["path"], rank, entry["class"], entry["index"], f"{entry['probability']:.6f}"])
+        write_json(output_dir / "predictions.json", {"predictions": records})
+        write_text(output_dir / "predictions.csv", rows.getvalue())
+        return [output_dir / "predictions.json", output_dir / "predictions.csv"]
 
     def _name(self, index: int) -> str:
         return self.class_names[index] if 0 <= index < len(self.class_names) else str(index)

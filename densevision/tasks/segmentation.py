@@ -276,6 +276,36 @@ class SegmentationTask(Task):
         return [visualize.side_by_side([to_uint8(image), self.colorize(np.asarray(target)), self.colorize(label)])
                 for image, target, label in zip(batch["image"], batch["mask"], self.decode(outputs, batch))]
 
+    # ---- batch prediction
+    def prediction_files(self, stem: str, options) -> list[str]:
+        """``<stem>.png`` index mask (values = class ids, the input's displayed size), then optionally
+        ``color/<stem>.png`` (palette colours) and ``overlays/<stem>.png`` (colours over the image)."""
+        files = [f"{stem}.png"]
+        if getattr(options, "color", False):
+            files.append(f"color/{stem}.png")
+        if getattr(options, "overlay", False):
+            files.append(f"overlays/{stem}.png")
+        return files
+
+    def predict_image(self, forward, image: np.ndarray, options, key: str = "") -> np.ndarray:
+        """``(H, W)`` int32 labels: argmax of the (tiled, flip/scale-averaged) logits at the image's size."""
+        from densevision.inference.dense import dense_scores
+
+        scores = dense_scores(forward, image, flip=getattr(options, "flip", False),
+                              scales=getattr(options, "scales", (1.0,)), tile=getattr(options, "tile", 512),
+                              max_pixels=getattr(options, "max_pixels", 2048 * 2048))
+        return scores.argmax(axis=-1).astype(np.int32)
+
+    def write_prediction(self, answer: np.ndarray, image: np.ndarray, paths: list, options) -> None:
+        from densevision.files import write_png
+
+        write_png(paths[0], answer.astype(np.uint8 if self.num_classes <= 256 else np.uint16))
+        rest = list(paths[1:])
+        if getattr(options, "color", False):
+            write_png(rest.pop(0), self.colorize(answer))
+        if getattr(options, "overlay", False):
+            write_png(rest.pop(0), visualize.overlay(image, answer, self.palette))
+
     @classmethod
     def make_demo_data(cls, directory: str) -> dict[str, Any]:
         """Generate the synthetic street-scene dataset (CamVid layout) in ``directory``; point the recipe at it."""
