@@ -80,6 +80,9 @@ TASKS = Registry("task")
 LOSSES = Registry("loss")
 """``name -> fn(**options) -> callable(y_true, y_pred) -> per-example loss``."""
 
+CODECS = Registry("codec")
+"""``name -> Codec class(input_size, **options)``: targets from annotations (encode) and answers from outputs (decode)."""
+
 
 # ------------------------------------------------------------------------------------------ built-in parts
 # Importing these modules registers their layers, backbones, models, sources, tasks and losses, so recipes can name
