@@ -172,6 +172,13 @@ def test_graph_decoding_matches_numpy(unbiased):
         np.testing.assert_allclose(scores.numpy(), expected_scores, atol=1e-6)
 
 
+def test_graph_decoding_accepts_half_precision_outputs():
+    codec = HeatmapCodec((32, 32))
+    heatmaps = np.stack([codec.encode(np.array([[10.2, 20.9, 2], [3.3, 4.4, 2]]))[0]])
+    points, _ = codec.decode_tf(tf.cast(heatmaps, tf.bfloat16))
+    np.testing.assert_allclose(points.numpy(), codec.decode(heatmaps)[0], atol=1e-5)
+
+
 def test_graph_decoding_in_a_saved_model(tmp_path):
     codec = HeatmapCodec((32, 32))
     module = tf.Module()

@@ -175,6 +175,16 @@ def test_perfect_predictions_score_one_and_shifted_ones_less(coco_gt):
     assert wide["ap"] > shifted["ap"]
 
 
+def test_evaluated_images_default_to_those_with_results(coco_gt):
+    path, annotations = coco_gt
+    image_ids, keypoints = predictions_from(annotations)
+    on_image_one = [index for index, image_id in enumerate(image_ids) if image_id == 1]
+    results = coco_results(np.asarray(image_ids)[on_image_one], keypoints[on_image_one])
+    assert coco_keypoint_ap(path, results)["ar"] == pytest.approx(1.0)  # scored on image 1 only
+    # listing image 2 too: its labelled person has no prediction, so recall drops to 2 of 3 people
+    assert coco_keypoint_ap(path, results, image_ids=[1, 2])["ar"] == pytest.approx(2 / 3)
+
+
 def test_oks_by_hand_matches_cocoeval(tmp_path):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -236,3 +246,30 @@ def test_coco_errors_name_the_problem(coco_gt, tmp_path):
         coco_keypoint_ap(tmp_path / "missing.json", coco_results(image_ids, keypoints))
     with pytest.raises(ValueError, match=r"\(N, J, 3\)"):
         coco_results([1], np.zeros((1, 17, 2)))
+
+
+# ------------------------------------------------------------------------------------------------ real data
+@pytest.mark.realdata
+def test_real_coco_sample_survives_encode_crop_decode():
+    """COCO people cropped at 256x192, encoded, decoded and mapped back keep AP 1.0 (quantisation << OKS)."""
+    from densevision.codecs import HeatmapCodec, to_image
+    from densevision.data.paths import dataset_dir, missing_reason
+    from densevision.data.topdown import box_to_center_scale, crop_affine, transform_points
+
+    root = dataset_dir("coco_sample")
+    if root is None:
+        pytest.skip(missing_reason("coco_sample"))
+    annotation_file = root / "test_coco.json"
+    people = [a for a in json.loads(annotation_file.read_text())["annotations"] if a["num_keypoints"] > 0]
+    codec = HeatmapCodec((256, 192), sigma=2.0)
+    image_ids, predictions = [], []
+    for annotation in people:
+        truth = np.asarray(annotation["keypoints"], np.float64).reshape(17, 3)
+        center, scale = box_to_center_scale(annotation["bbox"], codec.input_size)
+        affine = crop_affine(center, scale, codec.input_size)
+        heatmaps, _ = codec.encode(transform_points(truth, affine))
+        decoded, scores = codec.decode(heatmaps[None])
+        image_ids.append(annotation["image_id"])
+        predictions.append(np.concatenate([to_image(decoded, affine[None])[0], scores.T], axis=1))
+    result = coco_keypoint_ap(annotation_file, coco_results(image_ids, np.stack(predictions)), sigmas=COCO_SIGMAS)
+    assert result["ap"] == pytest.approx(1.0)

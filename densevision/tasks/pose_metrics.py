@@ -72,7 +72,7 @@ def pck_counts_tf(pred, gt, mask, normalizer, threshold: float) -> tuple[tf.Tens
 
     int32 is exact per batch; accumulate batches in int64 (as the engine does for additive sums).
     """
-    pred = tf.convert_to_tensor(pred, tf.float32)[..., :2]
+    pred = tf.cast(pred, tf.float32)[..., :2]
     gt = tf.cast(tf.convert_to_tensor(gt), tf.float32)[..., :2]
     mask = tf.cast(mask, tf.bool)
     normalizer = tf.reshape(tf.cast(normalizer, tf.float32), [-1])
@@ -218,16 +218,15 @@ def coco_keypoint_ap(annotations, results: Sequence[dict], sigmas: Optional[Sequ
     if sigmas is not None and lengths != {3 * len(sigmas)}:
         raise ValueError(f"coco_keypoint_ap: {len(sigmas)} sigmas need 3 x {len(sigmas)} keypoint values per "
                          f"result, got lengths {sorted(lengths)}")
+    evaluated = sorted({int(r["image_id"]) for r in results} if image_ids is None else {int(i) for i in image_ids})
+    if not set(evaluated) <= known:
+        raise ValueError(f"coco_keypoint_ap: image_ids not in the annotations: {sorted(set(evaluated) - known)[:10]}")
     with _maybe_quiet(not verbose):
         # loadRes writes area, bbox and id into the dicts it is given: hand it copies
         coco_dt = coco_gt.loadRes(copy.deepcopy(list(results)))
         evaluation = COCOeval(coco_gt, coco_dt, iouType="keypoints")
         if sigmas is not None:
             evaluation.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
-        evaluated = sorted({int(r["image_id"]) for r in results}) if image_ids is None else \
-            sorted(int(i) for i in image_ids)
-        if not set(evaluated) <= known:
-            raise ValueError(f"coco_keypoint_ap: image_ids not in the annotations: {sorted(set(evaluated) - known)[:10]}")
         evaluation.params.imgIds = evaluated
         evaluation.evaluate()
         evaluation.accumulate()
