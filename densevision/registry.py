@@ -96,6 +96,9 @@ takes: a recipe pairing a loss with another task is refused)."""
 CODECS = Registry("codec")
 """``name -> class``: target encodings (keypoints <-> heatmaps) with encode, decode and flip."""
 
+CODECS = Registry("codec")
+"""``name -> Codec class(input_size, **options)``: targets from annotations (encode) and answers from outputs (decode)."""
+
 
 # ------------------------------------------------------------------------------------------ built-in parts
 # Importing these modules registers their layers, backbones, models, sources, tasks and losses, so recipes can name
