@@ -94,9 +94,6 @@ LOSSES = Registry("loss")
 takes: a recipe pairing a loss with another task is refused)."""
 
 CODECS = Registry("codec")
-"""``name -> class``: target encodings (keypoints <-> heatmaps) with encode, decode and flip."""
-
-CODECS = Registry("codec")
 """``name -> Codec class(input_size, **options)``: targets from annotations (encode) and answers from outputs (decode)."""
 
 

@@ -39,13 +39,6 @@ DEFAULT_INPUT_SIZE = (256, 256)
 _PCK_METRICS = {"pck": ("pck", 0.2), "pckh": ("pckh", 0.5), "coco_ap": ("pck", 0.2)}
 
 
-def _pairs_order(num_joints: int, flip_pairs) -> list[int]:
-    order = list(range(num_joints))
-    for left, right in flip_pairs:
-        order[left], order[right] = right, left
-    return order
-
-
 @TASKS.register("pose")
 class PoseTask(Task):
     """Top-down keypoint heatmaps for the joints of ``info`` (names, skeleton, flip pairs, colours, sigmas).
@@ -64,7 +57,6 @@ class PoseTask(Task):
         self.joint_names: list[str] = [str(name) for name in info["joint_names"]]
         self.num_joints = len(self.joint_names)
         self.flip_pairs = [tuple(int(i) for i in pair) for pair in info["flip_pairs"]]
-        self.flip_order = _pairs_order(self.num_joints, self.flip_pairs)
         self.metric = str(info.get("metric", "pck"))
         self.metric_key, default_threshold = _PCK_METRICS.get(self.metric, ("pck", 0.2))
         self.threshold = float(info.get("pck_threshold", default_threshold))
@@ -168,21 +160,18 @@ class PoseTask(Task):
         return float(max(box[2], box[3])) * crop_scale if box is not None else 0.0
 
     # ------------------------------------------------------------------------------------------ inference
-    def flip_back_tf(self, heatmaps: tf.Tensor) -> tf.Tensor:
-        """Heatmaps of a mirrored crop ``(B, h, w, J)`` -> heatmaps of the crop itself: mirror the width and swap
-        left/right channels. With the codec's aligned pixel convention (heatmap cell centres on the pixels they
-        cover) mirroring the crop maps u -> w - 1 - u exactly, so no extra shift is needed (see
-        :mod:`densevision.codecs.heatmap`)."""
-        return tf.gather(tf.reverse(heatmaps, axis=[2]), self.flip_order, axis=-1)
-
     def forward(self, model, images, training: bool = False):
         """The model's outputs; with ``test.flip_test`` (inference only) the last output is the mean of the crop's
         heatmaps and the mirrored crop's heatmaps flipped back."""
         outputs = model(images, training=training)
         if training or not self.flip_test:
             return outputs
+        from densevision.codecs.heatmap import flip_back
+
+        # No extra one-cell shift: with the codec's aligned convention (heatmap cell centres on the pixels they
+        # cover) mirroring the crop maps u -> w - 1 - u exactly (see densevision.codecs.heatmap.flip_back).
         mirrored = final_output(model(tf.reverse(images, axis=[2]), training=False))
-        averaged = 0.5 * (final_output(outputs) + self.flip_back_tf(mirrored))
+        averaged = 0.5 * (final_output(outputs) + flip_back(mirrored, self.flip_pairs))
         if isinstance(outputs, (list, tuple)):
             return [*outputs[:-1], averaged]
         return averaged
@@ -202,14 +191,13 @@ class PoseTask(Task):
     def metric_sums(self, batch: dict, outputs) -> dict:
         """``{"hits": (J,) int32, "counts": (J,) int32}``: joints within ``threshold x normalizer`` of the truth, and
         joints counted (labelled, and the example has a normalizer)."""
+        from densevision.tasks.pose_metrics import pck_counts_tf
+
         predicted, _ = self._decode_tf(outputs)
         truth = batch["keypoints"]
-        normalizer = batch["normalizer"]
-        distance = tf.norm(predicted - truth[..., :2], axis=-1)
-        counted = (truth[..., 2] > 0) & (normalizer[:, None] > 0)
-        hit = counted & (distance <= self.threshold * normalizer[:, None])
-        return {"hits": tf.reduce_sum(tf.cast(hit, tf.int32), axis=0),
-                "counts": tf.reduce_sum(tf.cast(counted, tf.int32), axis=0)}
+        hits, counts = pck_counts_tf(predicted, truth[..., :2], truth[..., 2] > 0, batch["normalizer"],
+                                     self.threshold)
+        return {"hits": hits, "counts": counts}
 
     def collect_tensors(self, batch: dict, outputs) -> dict:
         """COCO AP needs every instance's answer in the original image: decoded crop keypoints, their scores and
@@ -223,31 +211,33 @@ class PoseTask(Task):
     def metric_results(self, sums: dict[str, np.ndarray], collected: Optional[dict] = None) -> dict[str, Any]:
         """``{<pck|pckh>: mean over joints counted, "per_joint": {name: value}}``, plus ``ap``, ``ap50``, ``ap75``,
         ``ar`` (COCO keypoints, when the instances were collected)."""
-        from densevision.tasks.pose_metrics import pck_results
+        from densevision.tasks.pose_metrics import pck_summary
 
-        results = pck_results(sums["hits"], sums["counts"], self.joint_names, key=self.metric_key)
+        results = pck_summary(sums["hits"], sums["counts"], self.joint_names, metric=self.metric_key,
+                              exclude_from_mean=self.info.get("exclude_from_mean", ()))
         if self.metric == "coco_ap" and collected:
             results = {**self.coco_metrics(collected), **results}
         return results
 
     def coco_metrics(self, collected: dict) -> dict[str, float]:
         """OKS AP through pycocotools from collected crop answers."""
-        from densevision.tasks.pose_metrics import coco_keypoint_ap, coco_results
+        from densevision.tasks.pose_metrics import coco_keypoint_ap, coco_results, instance_scores
 
         keypoints = self.to_image(collected["keypoints"], collected["scores"], collected["affine"])
-        results = coco_results(collected["image_id"], keypoints, collected["box_score"])
-        return coco_keypoint_ap(self.info["annotation_file"], results, sigmas=self.info.get("sigmas"))
+        scores = instance_scores(keypoints[..., 2], collected["box_score"])
+        results = coco_results(collected["image_id"], keypoints, scores)
+        metrics = coco_keypoint_ap(self.info["annotation_file"], results, sigmas=self.info.get("sigmas"))
+        return {key: metrics[key] for key in ("ap", "ap50", "ap75", "ar") if key in metrics}
 
     # ------------------------------------------------------------------------------------------ answers
     @staticmethod
-    def to_image(keypoints: np.ndarray, scores: np.ndarray, affines: np.ndarray) -> np.ndarray:
+    def to_image(keypoints: np.ndarray, scores: np.ndarray, affines) -> np.ndarray:
         """Crop answers ``(B, J, 2)`` + scores ``(B, J)`` -> ``(B, J, 3)`` x, y, score in the original image."""
-        keypoints = np.asarray(keypoints, np.float32)
-        out = np.zeros((*keypoints.shape[:2], 3), np.float32)
-        for index, affine in enumerate(np.asarray(affines)):
-            out[index, :, :2] = topdown.transform_points(keypoints[index], topdown.invert_affine(affine))[:, :2]
-        out[..., 2] = scores
-        return out
+        from densevision.codecs.heatmap import to_image
+
+        points = np.concatenate([np.asarray(keypoints, np.float32)[..., :2],
+                                 np.asarray(scores, np.float32)[..., None]], axis=-1)
+        return to_image(points, np.asarray(affines, np.float64).reshape(-1, 2, 3))
 
     def decode(self, outputs, batch: dict) -> list[np.ndarray]:
         """Per example ``(J, 3)``: x, y in the original image and the heatmap peak as score."""
