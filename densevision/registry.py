@@ -113,12 +113,16 @@ BUILTIN_MODULES = (
     "densevision.models.tiramisu",
     "densevision.models.dilation",
     "densevision.models.classifier",
+    "densevision.models.hourglass",
     "densevision.data.camvid",
     "densevision.data.mask_folder",
     "densevision.data.image_folder",
     "densevision.tasks.losses",
     "densevision.tasks.segmentation",
     "densevision.tasks.classification",
+    "densevision.tasks.pose_losses",
+    "densevision.tasks.pose",
+    "densevision.codecs.heatmap",
     "densevision.engine.optim",
 )
 

@@ -68,7 +68,7 @@ def heatmap_mse(
     return total / len(losses) if stack_reduction == "mean" else total
 
 
-@LOSSES.register("heatmap_mse")
+@LOSSES.register("heatmap_mse", task="pose")
 def heatmap_mse_loss(stack_reduction: Literal["sum", "mean"] = "sum") -> Callable[..., tf.Tensor]:
     """Builder of :func:`heatmap_mse` for recipes (``loss: {name: heatmap_mse, stack_reduction: sum}``).
 
