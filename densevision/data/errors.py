@@ -13,17 +13,18 @@ class AugmentationError(ValueError):
     """An augmentation list from a recipe that cannot be built: names the transform, the parameter and the problem."""
 
 
-def summarize_items(items: Iterable[object], what: str, show: int = 5) -> str:
+def summarize_items(items: Iterable[object], what: str, show: int = 5, noun: str = "file") -> str:
     """``"3 files with X: a, b, c"`` or ``"12 files with X: a, b, c, d, e (and 7 more)"``.
 
     Args:
         items: the offending files (or values); each is shown with ``str``.
         what: what is wrong with them, e.g. ``"without a mask"``.
         show: how many to list before summarising the rest as a count.
+        noun: what the items are (``"record"`` gives ``"3 records with X: ..."``).
     """
     items = [str(item) for item in items]
     count = len(items)
-    noun = "file" if count == 1 else "files"
+    noun = noun if count == 1 else noun + "s"
     listed = ", ".join(items[:show])
     more = f" (and {count - show} more)" if count > show else ""
     return f"{count} {noun} {what}: {listed}{more}"
