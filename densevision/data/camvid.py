@@ -67,6 +67,11 @@ class CamVid(SegmentationSource):
             mismatches, labels outside 0..11.
     """
 
+    @classmethod
+    def describe(cls, **options) -> dict:
+        """The CamVid ``info`` (class names, palette, ignore label) without opening any data."""
+        return camvid_info()
+
     def __init__(self, root: str, split: str = "train", list_file: Optional[str] = None):
         if root is None:
             raise DatasetError(f"camvid: data.root is not set; {_HOW_TO_GET}")

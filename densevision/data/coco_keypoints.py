@@ -94,6 +94,11 @@ class CocoKeypoints(KeypointSource):
             json, joints far outside the image, zero-size boxes: one message listing all of them.
     """
 
+    @classmethod
+    def describe(cls, **options) -> dict:
+        """The dataset's ``info`` (joints, skeleton, flip pairs, colours, metric) without opening any data."""
+        return keypoint_info("coco")
+
     def __init__(self, root: str, split: str = "train",
                  annotation_file: str = "annotations/person_keypoints_{split}.json",
                  image_dir: str = "images/{split}", input_size: Sequence[int] = (256, 192),

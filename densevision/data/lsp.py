@@ -119,6 +119,11 @@ class LSP(KeypointSource):
             zero-size boxes: one message.
     """
 
+    @classmethod
+    def describe(cls, **options) -> dict:
+        """The dataset's ``info`` (joints, skeleton, flip pairs, colours, metric) without opening any data."""
+        return keypoint_info("lsp")
+
     def __init__(self, root: str, split: str = "train", visibility_flag: str = "auto",
                  image_pattern: Optional[str] = None, joints_file: str = "joints.mat", image_dir: str = "images",
                  splits: Optional[dict] = None, box_margin: float = 0.1, input_size: Sequence[int] = (256, 256),

@@ -126,6 +126,11 @@ class MPII(KeypointSource):
             missing/unreadable images, joints far outside the image, non-positive scale: one message.
     """
 
+    @classmethod
+    def describe(cls, **options) -> dict:
+        """The dataset's ``info`` (joints, skeleton, flip pairs, colours, metric) without opening any data."""
+        return keypoint_info("mpii")
+
     def __init__(self, root: str, split: str = "train", annotation_file: Optional[str] = None,
                  image_dir: str = "images", headbox_file: Optional[str] = None, require_headbox: bool = False,
                  input_size: Sequence[int] = (256, 256), padding: float = DEFAULT_PADDING,

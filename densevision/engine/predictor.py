@@ -274,14 +274,20 @@ def prediction_info(recipe, model=None) -> dict[str, Any]:
     from densevision.data.sources import open_source
     from densevision.registry import DATASETS
 
-    source_cls = DATASETS.get(recipe.data.name)
-    describe = getattr(source_cls, "describe", None)
+    from densevision.data.errors import DatasetError
+
+    describe = getattr(DATASETS.get(recipe.data.name), "describe", None)
     if describe is not None:
-        try:
-            return describe(**recipe.data.kwargs())
-        except TypeError:
-            pass
-    return open_source(recipe, recipe.data.val_split).info
+        return describe(**recipe.data.kwargs())
+    try:
+        return open_source(recipe, recipe.data.val_split).info
+    except DatasetError as error:
+        classes = recipe.model.kwargs().get("num_classes")
+        if classes is None:
+            raise
+        print(f"note: the recipe's dataset is not available here ({str(error).splitlines()[0]}); classes are "
+              f"named class_0 .. class_{int(classes) - 1}", file=sys.stderr)
+        return {"class_names": [f"class_{index}" for index in range(int(classes))], "num_classes": int(classes)}
 
 
 def summary(result: dict[str, Any], output_dir) -> str:
