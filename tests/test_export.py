@@ -35,6 +35,18 @@ NUM_CLASSES = 5
 # ------------------------------------------------------------------------------------------------ helpers
 
 
+def segmentation_task(num_classes: int = 3):
+    from densevision.tasks.segmentation import SegmentationTask
+
+    return SegmentationTask(None, {"class_names": [f"c{k}" for k in range(num_classes)]})
+
+
+def classification_task(num_classes: int = 4):
+    from densevision.tasks.classification import ClassificationTask
+
+    return ClassificationTask(None, {"class_names": [f"c{k}" for k in range(num_classes)]})
+
+
 def tiny_segmenter(seed: int = 0) -> keras.Model:
     """A two-level FC-DenseNet of the library (pads and crops itself; batch norm, pooling, transposed conv)."""
     from densevision.models.tiramisu import fc_densenet
@@ -100,7 +112,7 @@ def segmenter():
 
 
 def test_saved_model_takes_uint8_images_of_any_size(tmp_path, segmenter):
-    report = export_model(segmenter, tmp_path / "sm", "saved_model", "segmentation")
+    report = export_model(segmenter, tmp_path / "sm", "saved_model", segmentation_task())
     assert report["passed"] and report["outputs"]["logits"]["relative"] <= 1e-5
 
     signature = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
@@ -119,7 +131,7 @@ def test_saved_model_takes_uint8_images_of_any_size(tmp_path, segmenter):
 
 def test_keras_export_reloads_in_safe_mode_exactly(tmp_path, segmenter):
     path = tmp_path / "model.keras"
-    report = export_model(segmenter, path, "keras", "segmentation")
+    report = export_model(segmenter, path, "keras", segmentation_task())
     assert report["passed"] and report["outputs"]["logits"]["max_abs"] == 0.0
     loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
     images = np.random.default_rng(1).integers(0, 256, (2, 29, 40, 3), dtype=np.uint8)
@@ -134,14 +146,14 @@ def test_lambda_layer_is_refused_for_keras_naming_it(tmp_path):
     assert find_lambda_layers(model) == ["outer/inner/double (Lambda layer)"]
     assert find_lambda_layers(tiny_classifier()) == []
     with pytest.raises(ExportError, match=r"outer/inner/double \(Lambda layer\).*safe_mode=True"):
-        export_model(model, tmp_path / "lambda.keras", "keras", "segmentation")
+        export_model(model, tmp_path / "lambda.keras", "keras", segmentation_task())
     assert not (tmp_path / "lambda.keras").exists()
-    export_model(model, tmp_path / "lambda_sm", "saved_model", "segmentation")  # other formats still work
+    export_model(model, tmp_path / "lambda_sm", "saved_model", segmentation_task())  # other formats still work
 
 
 def test_tflite_float_matches_keras(tmp_path, segmenter):
     path = tmp_path / "model.tflite"
-    report = export_model(segmenter, path, "tflite", "segmentation", input_size=(32, 48))
+    report = export_model(segmenter, path, "tflite", segmentation_task(), input_size=(32, 48))
     assert report["passed"] and report["outputs"]["logits"]["relative"] <= 1e-4
     interpreter, runner = tflite_runner(path)
     assert "READ_VARIABLE" not in {op["op_name"] for op in interpreter._get_ops_details()}  # weights are constants
@@ -158,7 +170,7 @@ def test_tflite_int8_with_calibration_images(tmp_path, segmenter):
     calibration = load_calibration_images(folder, (32, 48))
     assert calibration.shape == (8, 32, 48, 3) and calibration.dtype == np.uint8
     path = tmp_path / "int8.tflite"
-    report = export_model(segmenter, path, "tflite", "segmentation", input_size=(32, 48),
+    report = export_model(segmenter, path, "tflite", segmentation_task(), input_size=(32, 48),
                           calibration_images=calibration)
     assert report["int8"] and report["tolerance"] is None
     _, runner = tflite_runner(path)
@@ -196,7 +208,7 @@ def test_missing_or_empty_calibration_folder_errors(tmp_path, capsys):
 
 def test_classification_probabilities_and_top_class(tmp_path):
     model = tiny_classifier()
-    export_model(model, tmp_path / "cls", "saved_model", "classification")
+    export_model(model, tmp_path / "cls", "saved_model", classification_task(model.output_shape[-1]))
     signature = tf.saved_model.load(str(tmp_path / "cls")).signatures["serving_default"]
     for shape in [(3, 24, 24), (1, 41, 17)]:
         images = np.random.default_rng(shape[1]).integers(0, 256, (*shape, 3), dtype=np.uint8)
@@ -213,7 +225,7 @@ def test_segmentation_labels_come_at_the_input_size_for_strided_logits():
     logits = keras.layers.Conv2D(3, 3, strides=2, padding="same")(keras.layers.Rescaling(1 / 255)(inputs))
     model = keras.Model(inputs, logits)
     images = np.random.default_rng(2).integers(0, 256, (1, 21, 30, 3), dtype=np.uint8)
-    dynamic = tf.function(make_serving_function(model, "segmentation"),
+    dynamic = tf.function(make_serving_function(model, segmentation_task()),
                           input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
     outputs = dynamic(tf.constant(images))
     assert outputs["logits"].shape == (1, 11, 15, 3) and outputs["labels"].shape == (1, 21, 30)
@@ -224,7 +236,9 @@ def test_segmentation_labels_come_at_the_input_size_for_strided_logits():
 class ArgmaxPoseTask:
     """A stand-in pose task providing the serving seam: keypoints at the heatmap argmax, scores the peak."""
 
-    def serving_outputs(self, heatmaps):
+    raw_output_name = "heatmaps"
+
+    def serving_outputs(self, heatmaps, images):
         batch, width, joints = tf.shape(heatmaps)[0], tf.shape(heatmaps)[2], tf.shape(heatmaps)[3]
         flat = tf.reshape(tf.transpose(heatmaps, [0, 3, 1, 2]), [batch, joints, -1])
         index = tf.argmax(flat, axis=-1, output_type=tf.int32)
@@ -244,7 +258,7 @@ def stacked_model(seed=0):
 
 def test_several_outputs_keep_every_stack_and_decode_the_last_through_the_task_seam(tmp_path):
     model = stacked_model()
-    report = export_model(model, tmp_path / "pose", "saved_model", "pose", task=ArgmaxPoseTask())
+    report = export_model(model, tmp_path / "pose", "saved_model", ArgmaxPoseTask())
     assert report["passed"] and set(report["outputs"]) == {"heatmaps_0", "heatmaps", "keypoints", "scores"}
     signature = tf.saved_model.load(str(tmp_path / "pose")).signatures["serving_default"]
     images = np.random.default_rng(4).integers(0, 256, (2, 12, 17, 3), dtype=np.uint8)
@@ -259,23 +273,16 @@ def test_several_outputs_keep_every_stack_and_decode_the_last_through_the_task_s
             assert outputs["scores"].numpy()[b, j] == pytest.approx(last[b, :, :, j].max(), abs=1e-5)
 
 
-def test_pose_without_the_seam_uses_its_codec_and_otherwise_errors():
-    class CodecOnlyTask:
-        codec = SimpleNamespace(decode_tf=lambda heatmaps: (tf.zeros([tf.shape(heatmaps)[0], 3, 2]),
-                                                            tf.reduce_max(heatmaps, axis=[1, 2])))
-
-    serve = make_serving_function(stacked_model(), "pose", CodecOnlyTask())
-    outputs = serve(tf.zeros([1, 8, 8, 3], tf.uint8))
-    assert outputs["keypoints"].shape == (1, 3, 2) and outputs["scores"].shape == (1, 3)
-    with pytest.raises(ExportError, match="task 'pose': no serving outputs.*serving_outputs"):
-        make_serving_function(stacked_model(), "pose", SimpleNamespace())
+def test_a_task_without_the_serving_seam_is_a_clear_error():
+    with pytest.raises(ExportError, match="no serving outputs.*serving_outputs"):
+        make_serving_function(stacked_model(), SimpleNamespace(name="pose"))
 
 
 def test_parity_check_detects_a_different_model(tmp_path, segmenter):
-    export_model(segmenter, tmp_path / "sm", "saved_model", "segmentation")
+    export_model(segmenter, tmp_path / "sm", "saved_model", segmentation_task())
     other = tiny_segmenter(seed=1)
-    parity = check_parity("saved_model", tmp_path / "sm", other, make_serving_function(other, "segmentation"),
-                          list(smooth_images(2, 32, 32)), "segmentation")
+    parity = check_parity("saved_model", tmp_path / "sm", other, make_serving_function(other, segmentation_task()),
+                          list(smooth_images(2, 32, 32)), segmentation_task())
     assert not parity["passed"] and parity["outputs"]["logits"]["relative"] > 1e-3
 
 

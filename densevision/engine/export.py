@@ -61,7 +61,6 @@ FORMATS = ("saved_model", "keras", "tflite")
 #: largest allowed ``max|exported - keras| / max(1, max|keras|)`` of the raw prediction, per format
 PARITY_TOLERANCE = {"saved_model": 1e-5, "keras": 0.0, "tflite": 1e-4}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-DEFAULT_RAW_NAMES = {"pose": "heatmaps"}
 METADATA_FILE = "assets.extra/densevision.json"
 EXIT_USAGE_ERROR = 2
 EXIT_PARITY_FAILED = 1
@@ -74,63 +73,21 @@ class ExportError(ValueError):
 # ------------------------------------------------------------------------------------------ serving outputs
 
 
-def _segmentation_outputs(logits: tf.Tensor, images: tf.Tensor) -> dict[str, tf.Tensor]:
-    """``labels`` int32 ``(B, H, W)`` at the input size: logits at another size (a strided head) are resized
-    bilinearly first; the densevision models pad and crop back themselves, so theirs are used as they are."""
-    logits_size, image_size = logits.shape[1:3], images.shape[1:3]
-    if None not in logits_size and None not in image_size:
-        if tuple(logits_size) != tuple(image_size):
-            logits = tf.image.resize(logits, tuple(image_size), method="bilinear")
-    else:
-        size = tf.shape(images)[1:3]
-        same = tf.reduce_all(tf.equal(tf.shape(logits)[1:3], size))
-        logits = tf.cond(same, lambda: logits, lambda: tf.image.resize(logits, size, method="bilinear"))
-    return {"labels": tf.argmax(logits, axis=-1, output_type=tf.int32)}
-
-
-def _classification_outputs(logits: tf.Tensor, images: tf.Tensor) -> dict[str, tf.Tensor]:
-    return {"probabilities": tf.nn.softmax(logits, axis=-1),
-            "top_class": tf.argmax(logits, axis=-1, output_type=tf.int32)}
-
-
-# Fallbacks until the tasks define ``serving_outputs`` themselves (then these names leave the engine).
-FALLBACK_SERVING_OUTPUTS: dict[str, Callable] = {
-    "segmentation": _segmentation_outputs,
-    "classification": _classification_outputs,
-}
-
-
-def serving_decoder(task_name: str, task=None) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
-    """``fn(prediction float32, images uint8) -> dict of decoded tensors`` for a task.
-
-    Uses ``task.serving_outputs(prediction)`` when the task defines it, else the fallback for ``task_name``
-    (segmentation, classification; pose: ``task.codec.decode_tf(heatmaps) -> (keypoints, scores)``).
+def serving_decoder(task) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
+    """``fn(prediction float32, images uint8) -> dict of decoded tensors``: the task's ``serving_outputs``.
 
     Raises:
-        ExportError: no way to decode this task's outputs.
+        ExportError: the task has no serving outputs.
     """
-    if task is not None and callable(getattr(task, "serving_outputs", None)):
-        return lambda prediction, images: dict(task.serving_outputs(prediction))
-    if task_name in FALLBACK_SERVING_OUTPUTS:
-        return FALLBACK_SERVING_OUTPUTS[task_name]
-    codec = getattr(task, "codec", None)
-    if task_name == "pose" and callable(getattr(codec, "decode_tf", None)):
-        def pose_outputs(heatmaps, images):
-            keypoints, scores = codec.decode_tf(heatmaps)
-            return {"keypoints": keypoints, "scores": scores}
-
-        return pose_outputs
-    raise ExportError(
-        f"task {task_name!r}: no serving outputs; the task must define serving_outputs(outputs) -> dict of "
-        f"tf.Tensor" + (" (or have a codec with decode_tf(heatmaps))" if task_name == "pose" else "")
-        + (" (building the task needs its dataset's info: is the dataset available?)" if task is None else "")
-    )
+    if not callable(getattr(task, "serving_outputs", None)):
+        raise ExportError(f"task {getattr(task, 'name', task)!r}: no serving outputs; the task must define "
+                          f"serving_outputs(prediction, images) -> dict of tf.Tensor")
+    return lambda prediction, images: dict(task.serving_outputs(prediction, images))
 
 
-def raw_output_name(task_name: str, task=None) -> str:
-    """Name of the raw prediction in the exported outputs: ``task.raw_output_name``, else ``"heatmaps"`` for
-    pose and ``"logits"`` otherwise."""
-    return str(getattr(task, "raw_output_name", None) or DEFAULT_RAW_NAMES.get(task_name, "logits"))
+def raw_output_name(task) -> str:
+    """Name of the raw prediction in the exported outputs: ``task.raw_output_name`` (``"logits"`` by default)."""
+    return str(getattr(task, "raw_output_name", None) or "logits")
 
 
 def _split_outputs(outputs, raw_name: str) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
@@ -150,14 +107,14 @@ def _split_outputs(outputs, raw_name: str) -> tuple[dict[str, tf.Tensor], tf.Ten
     return {raw_name: outputs}, outputs
 
 
-def make_serving_function(model: keras.Model, task_name: str, task=None) -> Callable:
+def make_serving_function(model: keras.Model, task) -> Callable:
     """``serve(images uint8 (B, H, W, 3)) -> dict[str, tf.Tensor]``: raw outputs (float32) and decoded outputs.
 
     Plain Python (trace it with ``tf.function``); the model runs in inference mode on ``float32`` pixels in
     [0, 255], the input every densevision model takes.
     """
-    decode = serving_decoder(task_name, task)
-    raw_name = raw_output_name(task_name, task)
+    decode = serving_decoder(task)
+    raw_name = raw_output_name(task)
 
     def serve(images):
         outputs = model(tf.cast(images, tf.float32), training=False)
@@ -446,7 +403,7 @@ def _tflite_interpreter(path: Path):
     return interpreter.get_signature_runner("serving_default")
 
 
-def load_exported(format: str, path: str | os.PathLike, task_name: str = "segmentation", task=None) -> Callable:
+def load_exported(format: str, path: str | os.PathLike, task) -> Callable:
     """``fn(images uint8 (B, H, W, 3)) -> dict of float/int numpy outputs`` from an exported artefact.
 
     TFLite runs one image at a time and dequantises int8 outputs; ``.keras`` is loaded with ``safe_mode=True``
@@ -457,7 +414,7 @@ def load_exported(format: str, path: str | os.PathLike, task_name: str = "segmen
         signature = tf.saved_model.load(str(path)).signatures["serving_default"]
         return lambda images: {k: v.numpy() for k, v in signature(images=tf.constant(images, tf.uint8)).items()}
     if format == "keras":
-        from densevision.engine.evaluator import register_custom_objects
+        from densevision.engine.checkpoints import register_custom_objects
 
         register_custom_objects()
         try:
@@ -465,7 +422,7 @@ def load_exported(format: str, path: str | os.PathLike, task_name: str = "segmen
         except Exception as error:
             raise ExportError(f"{path} does not load back with safe_mode=True ({type(error).__name__}: {error})") \
                 from None
-        serve = tf.function(make_serving_function(loaded, task_name, task), autograph=False)
+        serve = tf.function(make_serving_function(loaded, task), autograph=False)
         return lambda images: {k: v.numpy() for k, v in serve(tf.constant(images, tf.uint8)).items()}
     if format == "tflite":
         runner = _tflite_interpreter(path)
@@ -508,7 +465,7 @@ def compare_outputs(reference: dict[str, np.ndarray], exported: dict[str, np.nda
 
 
 def check_parity(format: str, path: Path, model: keras.Model, serve_fn: Callable, images: Sequence[np.ndarray],
-                 task_name: str, task=None, int8: bool = False) -> dict:
+                 task, int8: bool = False) -> dict:
     """Run the exported artefact and the Keras model on ``images`` (arrays, possibly of several sizes).
 
     Returns:
@@ -516,12 +473,12 @@ def check_parity(format: str, path: Path, model: keras.Model, serve_fn: Callable
         "passed": bool, "num_images": int, "sizes": [(H, W)]}``.
     """
     reference_fn = tf.function(serve_fn, autograph=False, reduce_retracing=True)
-    exported_fn = load_exported(format, path, task_name, task)
+    exported_fn = load_exported(format, path, task)
     by_size: dict[tuple[int, int], list[np.ndarray]] = {}
     for image in images:
         by_size.setdefault(tuple(image.shape[:2]), []).append(image)
     merged: dict[str, dict] = {}
-    raw_name = raw_output_name(task_name, task)
+    raw_name = raw_output_name(task)
     for size, group in by_size.items():
         batch = np.stack(group).astype(np.uint8)
         reference = {k: v.numpy() for k, v in reference_fn(tf.constant(batch)).items()}
@@ -563,8 +520,7 @@ def export_model(
     model: keras.Model,
     output: str | os.PathLike,
     format: str,
-    task_name: str,
-    task=None,
+    task,
     input_size: Optional[Sequence[int]] = None,
     calibration_images: Optional[np.ndarray] = None,
     parity_images: Optional[Sequence[np.ndarray]] = None,
@@ -577,8 +533,7 @@ def export_model(
         model: images float32 ``(B, H, W, 3)`` in [0, 255] -> the task's output (or a list: one per stack).
         output: a folder (``saved_model``), a ``.keras`` file or a ``.tflite`` file.
         format: ``"saved_model"``, ``"keras"`` or ``"tflite"``.
-        task_name: the recipe's task (picks the decoded outputs when ``task`` is ``None`` or lacks the seam).
-        task: the task object, if built (its ``serving_outputs`` is used when defined).
+        task: the recipe's task: its ``serving_outputs(prediction, images)`` gives the decoded outputs.
         input_size: ``(H, W)`` for TFLite (required there); also the parity images' size.
         calibration_images: uint8 ``(N, H, W, 3)``: quantise the TFLite model to int8 with them.
         parity_images: uint8 images for the parity check (default: synthetic ones, two sizes when the model takes
@@ -610,12 +565,12 @@ def export_model(
     path = Path(output)
     _prepare_output(path, format, overwrite)
 
-    serve_fn = make_serving_function(model, task_name, task)
+    serve_fn = make_serving_function(model, task)
     size = input_size or fixed
     if format == "saved_model":
         module = ServingModule(model, serve_fn)
         outputs = module.serve.get_concrete_function().structured_outputs
-        info = {"format": "densevision serving v1", "task": task_name, "raw_output": raw_output_name(task_name, task),
+        info = {"format": "densevision serving v1", "task": getattr(task, "name", "?"), "raw_output": raw_output_name(task),
                 "input": {"name": "images", "dtype": "uint8", "shape": list(image_spec(model).shape.as_list()),
                           "range": [0, 255], "channels": "RGB"},
                 "outputs": {name: {"dtype": spec.dtype.name, "shape": spec.shape.as_list()}
@@ -636,26 +591,17 @@ def export_model(
             parity_images = list(synthetic_images(2, (64, 96))) + list(synthetic_images(2, (45, 70), seed=1))
     elif format == "tflite":
         parity_images = [read_resized_array(image, size) for image in parity_images]
-    parity = check_parity(format, path, model, serve_fn, parity_images, task_name, task, int8=int8)
+    parity = check_parity(format, path, model, serve_fn, parity_images, task, int8=int8)
     served_size = size if format == "tflite" else fixed  # what the artefact accepts (None: any size)
     return {**parity, "path": str(path), "format": format, "int8": int8, "input_size": served_size}
 
 
 def _build_task(recipe):
-    """The recipe's task object when it defines the serving seam (it needs the dataset's info), else ``None``."""
+    """The recipe's task, built from its dataset's info (described without data where the source can)."""
+    from densevision.engine.predictor import prediction_info
     from densevision.registry import TASKS
 
-    task_cls = TASKS.get(recipe.task)
-    if not callable(getattr(task_cls, "serving_outputs", None)) and recipe.task in FALLBACK_SERVING_OUTPUTS:
-        return None  # the fallback needs no dataset
-    from densevision.engine.evaluator import open_source
-
-    try:
-        source = open_source(recipe, recipe.data.val_split)
-    except Exception as error:  # the dataset is not on this machine
-        raise ExportError(f"task {recipe.task!r} needs its dataset's info to build its serving outputs, and the "
-                          f"dataset could not be opened ({error}); pass --set data.root=...") from None
-    return task_cls(recipe, source.info)
+    return TASKS.get(recipe.task)(recipe, prediction_info(recipe))
 
 
 def export_command(
@@ -676,7 +622,7 @@ def export_command(
     kept for inspection); 2: one ``error: ...`` line on stderr (recipe, checkpoint, options, calibration folder).
     """
     from densevision.engine.checkpoints import CheckpointError
-    from densevision.engine.evaluator import load_checkpoint
+    from densevision.engine.checkpoints import load_checkpoint
     from densevision.recipes import RecipeError, load_recipe
 
     try:
@@ -703,7 +649,7 @@ def export_command(
                 )
         task = _build_task(recipe)
         calibration_images = load_calibration_images(calibration, size, calibration_limit) if int8 else None
-        report = export_model(model, output, format, recipe.task, task, input_size=size,
+        report = export_model(model, output, format, task, input_size=size,
                               calibration_images=calibration_images, overwrite=overwrite,
                               metadata={"recipe": recipe.name, "checkpoint": str(weights)})
     except (RecipeError, CheckpointError, ExportError) as error:

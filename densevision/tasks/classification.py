@@ -144,6 +144,14 @@ class ClassificationTask(Task):
             ], (40, 160, 40) if predicted == truth else (200, 40, 40)))
         return pictures
 
+    # ---- export
+    raw_output_name = "logits"
+
+    def serving_outputs(self, logits: tf.Tensor, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """TF graph: ``probabilities`` (B, K) and ``top_class`` int32 (B,)."""
+        return {"probabilities": tf.nn.softmax(logits, axis=-1),
+                "top_class": tf.argmax(logits, axis=-1, output_type=tf.int32)}
+
     # ---- batch prediction
     def prediction_files(self, stem: str, options) -> list[str]:
         """No file per image: every answer goes to ``predictions.csv`` and ``predictions.json``."""

@@ -286,6 +286,14 @@ class PoseTask(Task):
                 lines.append(f"{extra.upper():<{width}}  {results[extra]:.4f}")
         return "\n".join(lines)
 
+    # ------------------------------------------------------------------------------------------ export
+    raw_output_name = "heatmaps"
+
+    def serving_outputs(self, heatmaps: tf.Tensor, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """TF graph: ``keypoints`` (B, J, 2) in the input crop's pixels and their ``scores`` (B, J)."""
+        keypoints, scores = self.codec.decode_tf(heatmaps)
+        return {"keypoints": keypoints, "scores": scores}
+
     # ------------------------------------------------------------------------------------------ people in images
     def estimate_people(self, forward, image: np.ndarray, boxes: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """Top-down pose of every person box of one image, in batches: the one implementation behind batch

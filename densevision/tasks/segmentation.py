@@ -276,6 +276,22 @@ class SegmentationTask(Task):
         return [visualize.side_by_side([to_uint8(image), self.colorize(np.asarray(target)), self.colorize(label)])
                 for image, target, label in zip(batch["image"], batch["mask"], self.decode(outputs, batch))]
 
+    # ---- export
+    raw_output_name = "logits"
+
+    def serving_outputs(self, logits: tf.Tensor, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """TF graph: ``labels`` int32 ``(B, H, W)`` at the input size. Logits at another size (a strided head)
+        are resized bilinearly first; densevision's models pad and crop back themselves."""
+        logits_size, image_size = logits.shape[1:3], images.shape[1:3]
+        if None not in logits_size and None not in image_size:
+            if tuple(logits_size) != tuple(image_size):
+                logits = tf.image.resize(logits, tuple(image_size), method="bilinear")
+        else:
+            size = tf.shape(images)[1:3]
+            same = tf.reduce_all(tf.equal(tf.shape(logits)[1:3], size))
+            logits = tf.cond(same, lambda: logits, lambda: tf.image.resize(logits, size, method="bilinear"))
+        return {"labels": tf.argmax(logits, axis=-1, output_type=tf.int32)}
+
     # ---- batch prediction
     def prediction_files(self, stem: str, options) -> list[str]:
         """``<stem>.png`` index mask (values = class ids, the input's displayed size), then optionally
