@@ -176,11 +176,14 @@ def test_writer_is_atomic_and_fails_clearly(tmp_path):
         with pytest.raises(ValueError, match=r"expected uint8 \(112, 160, 3\)"):
             writer.write(np.zeros((HEIGHT, WIDTH + 2, 3), np.uint8))  # OpenCV would drop it silently
         writer.write(figure_frame(0))
-    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # and no temporary file
     with pytest.raises(VideoError, match="already exists"):
         VideoWriter(target, 10, WIDTH, HEIGHT)
     with pytest.raises(VideoError, match="unknown video suffix '.webm'"):
         VideoWriter(tmp_path / "out.webm", 10, WIDTH, HEIGHT)
+    with VideoWriter(tmp_path / "odd.avi", 10, 129, 97) as writer:  # 4:2:0 codecs: OpenCV drops a column/row
+        writer.write(np.zeros((97, 129, 3), np.uint8))
+    assert writer.written_size == (128, 96) and read_back(tmp_path / "odd.avi")[2] == (128, 96)
     with pytest.raises(VideoError, match="cannot open a 'avc1' writer"):
         VideoWriter(tmp_path / "h264.mp4", 10, WIDTH, HEIGHT, fourcc="avc1")
 

@@ -321,6 +321,10 @@ class VideoWriter:
     Use as a context manager: leaving the block by an exception (or Ctrl-C) deletes the temporary file and leaves
     any existing ``path`` untouched.
 
+    Odd sizes: OpenCV 4.14's FFmpeg writer encodes only even widths and heights (4:2:0 chroma) and silently drops
+    the last column/row of an odd-sized frame (measured: 129x97 in, 128x96 out, not rescaled, so pixel
+    coordinates stay valid). ``written_size`` says what the file will hold.
+
     Raises:
         VideoError: a bad suffix, an existing output, or a writer OpenCV cannot open (codec not in this build).
     """
@@ -334,6 +338,7 @@ class VideoWriter:
         if not (fps > 0 and math.isfinite(fps)) or width < 1 or height < 1:
             raise VideoError(f"output {self.path}: bad stream settings fps={fps}, size {width}x{height}")
         self.fps, self.width, self.height = float(fps), int(width), int(height)
+        self.written_size = (self.width & ~1, self.height & ~1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # The suffix stays last: OpenCV picks the container from it.
         self.temporary = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}")

@@ -72,6 +72,9 @@ def format_summary(summary: dict) -> str:
         shown = ", ".join(str(i) for i in summary["corrupt_frame_indices"][:MAX_REPORTED_ERRORS])
         more = " ..." if summary["corrupt_frames"] > MAX_REPORTED_ERRORS else ""
         lines.append(f"corrupt frames: {summary['corrupt_frames']} skipped (previous frame repeated): {shown}{more}")
+    width, height = summary.get("written_size", (summary["width"], summary["height"]))
+    if (width, height) != (summary["width"], summary["height"]):
+        lines.append(f"note: the encoder needs even sizes: written as {width}x{height} (last column/row dropped)")
     if summary.get("ended_early"):
         lines.append(f"warning: {summary['ended_early']}")
     if summary.get("json"):
@@ -110,7 +113,7 @@ def run_pose_video(
         max_queued: frames each stage may run ahead of the next.
 
     Returns:
-        ``{"input", "output", "json", "frames", "frame_count", "width", "height", "video_fps", "people",
+        ``{"input", "output", "json", "frames", "frame_count", "width", "height", "written_size", "video_fps", "people",
         "frames_with_people", "tracks", "corrupt_frames", "corrupt_frame_indices", "seconds", "fps",
         "ended_early"}`` (``fps``: frames processed per second).
     """
@@ -194,7 +197,8 @@ def run_pose_video(
     summary = {
         "input": frames.name, "output": str(writer.path), "json": None if json_path is None else str(json_path),
         "frames": len(records), "frame_count": frames.frame_count, "width": frames.width, "height": frames.height,
-        "video_fps": frames.fps, "people": people_total, "frames_with_people": frames_with_people,
+        "written_size": list(writer.written_size), "video_fps": frames.fps, "people": people_total,
+        "frames_with_people": frames_with_people,
         "tracks": len(track_ids_seen), "corrupt_frames": len(corrupt), "corrupt_frame_indices": corrupt,
         "seconds": seconds, "fps": len(records) / seconds if seconds > 0 else 0.0, "ended_early": frames.ended_early,
     }
