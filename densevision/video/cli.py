@@ -1,0 +1,169 @@
+"""What ``tools/pose_video.py`` does: check every input, pick the person finder, build the pieces, run the loop.
+
+Exit codes: 0 done (corrupt frames are reported in the summary, not failures); 2 one ``error: ...`` line for an
+input or option that cannot be used (unreadable video, camera that cannot open, empty folder, bad boxes file,
+existing output, no HOG in this OpenCV, pose estimator not available); 130 interrupted (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from densevision.video.detect import (DetectorUnavailableError, HogPersonDetector, boxes_from_table, frames_beyond,
+                                      load_boxes_json, whole_frame_finder)
+from densevision.video.io import VideoError, VideoWriter, check_output_path, open_frames
+from densevision.video.overlay import make_drawer
+from densevision.video.pipeline import format_summary, run_pose_video
+from densevision.video.track import KeypointSmoother, Tracker
+
+
+def make_estimator(recipe, weights: str, flip_test: bool = False) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The pose model of ``recipe`` with ``weights`` as ``estimate(frame uint8 (H, W, 3) RGB, boxes (N, 4)
+    [x, y, w, h]) -> keypoints (N, J, 3) [x, y, score]`` in frame pixels, all N people of a frame as one batch
+    (top-down crops, decode and optional flip test from the pose task)."""
+    raise NotImplementedError(
+        "the pose estimator for videos is not wired to the pose task yet (densevision.video.cli.make_estimator); "
+        "use --demo to run the video pipeline with a stand-in stick figure"
+    )
+
+
+def pose_dataset_info(recipe) -> dict:
+    """The dataset definition used for drawing and tracking: ``skeleton``, ``joint_colors``, ``link_colors``,
+    ``sigmas`` (from the recipe's dataset source ``info``).
+
+    Raises:
+        VideoError: the dataset cannot be opened to read its definition.
+    """
+    from densevision.engine.evaluator import open_source
+
+    try:
+        return dict(open_source(recipe, recipe.data.val_split).info)
+    except Exception as error:  # any source failure: the user needs the reason, not the traceback
+        raise VideoError(f"cannot read the skeleton and colours of dataset {recipe.data.name!r} from recipe "
+                         f"{getattr(recipe, 'path', '')}: {error}") from error
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if not args.demo and not args.recipe:
+        raise VideoError("a RECIPE is required (or --demo for the stand-in stick figure)")
+    if not args.demo and not args.weights:
+        raise VideoError("--weights is required (or --demo for the stand-in stick figure)")
+    if args.smooth and args.track == "none":
+        raise VideoError("--smooth filters each track's keypoints over time and needs tracking (--track iou|oks)")
+    if args.radius < 1 or args.thickness < 1:
+        raise VideoError(f"--radius and --thickness must be at least 1, got {args.radius} and {args.thickness}")
+    check_output_path(args.output, args.overwrite)
+    if args.json:
+        json_path = Path(args.json)
+        if json_path.resolve() == Path(args.output).resolve():
+            raise VideoError(f"--json {json_path} is the output video too; choose another file")
+        if json_path.exists() and not args.overwrite:
+            raise VideoError(f"--json {json_path} already exists; pass --overwrite to replace it")
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_options(args)
+    table = load_boxes_json(args.boxes) if args.boxes else None
+    with open_frames(args.input, fps=args.fps, max_frames=args.max_frames) as frames:
+        if table is not None:
+            beyond = frames_beyond(table, frames.frame_count)
+            if beyond:
+                print(f"note: boxes file {args.boxes} lists {len(beyond)} frame(s) past the input's "
+                      f"{frames.frame_count} (first: {beyond[0]}); they are ignored", file=sys.stderr)
+            find_people = boxes_from_table(table)
+        elif args.single:
+            find_people = whole_frame_finder()
+        else:
+            find_people = HogPersonDetector(score_threshold=args.det_thr, upscale=args.det_upscale)
+
+        if args.demo:
+            from densevision.video.demo import STICK_FIGURE_INFO, stick_figure_estimator
+
+            info, estimate = STICK_FIGURE_INFO, stick_figure_estimator
+        else:
+            from densevision.recipes import load_recipe
+
+            recipe = load_recipe(args.recipe, list(args.overrides))
+            estimate = make_estimator(recipe, args.weights, flip_test=args.flip_test)
+            info = pose_dataset_info(recipe)
+        if args.heatmap:
+            print("note: --heatmap needs heatmaps from the pose estimator, which it does not return yet; "
+                  "skeletons are drawn without the blend", file=sys.stderr)
+
+        tracker = None if args.track == "none" else Tracker(match=args.track, sigmas=info.get("sigmas"),
+                                                            keypoint_threshold=args.kpt_thr)
+        smoother = KeypointSmoother(frames.fps) if args.smooth else None
+        draw = make_drawer(info, keypoint_threshold=args.kpt_thr, radius=args.radius, thickness=args.thickness,
+                           draw_boxes=args.draw_boxes)
+        writer = VideoWriter(args.output, frames.fps, frames.width, frames.height, overwrite=args.overwrite)
+        summary = run_pose_video(frames, writer, find_people, estimate, draw, tracker=tracker, smoother=smoother,
+                                 json_path=args.json, progress=not args.no_progress, show_fps=not args.no_fps_text)
+    print(format_summary(summary))
+    return 0
+
+
+def pose_video_command(args: argparse.Namespace) -> int:
+    """Run ``tools/pose_video.py`` with parsed ``args``; returns the exit code (see the module docstring)."""
+    from densevision.engine.checkpoints import CheckpointError
+    from densevision.recipes import RecipeError
+
+    if not args.debug:
+        # FFmpeg prints its own line for every damaged packet; the tool reports those frames itself. Read when
+        # FFmpeg is first used, so it must be set before the first VideoCapture.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    try:
+        return _run(args)
+    except (VideoError, RecipeError, CheckpointError, DetectorUnavailableError, NotImplementedError) as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no output written", file=sys.stderr)
+        return 130
+
+
+def build_parser(description: str = "") -> argparse.ArgumentParser:
+    """The ``tools/pose_video.py`` command line."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", nargs="?", help="pose recipe YAML (the model and its dataset's skeleton)")
+    parser.add_argument("--weights", help="checkpoint: .keras model or .weights.h5")
+    parser.add_argument("--input", required=True, metavar="VIDEO|CAMERA_INDEX|IMAGE_FOLDER",
+                        help="a video file, a camera index such as 0, or a folder of images (natural name order)")
+    parser.add_argument("--output", required=True, metavar="OUT.mp4",
+                        help="annotated video: .mp4 (mp4v) or .avi (MJPG); same size, frame rate and frame count")
+    finder = parser.add_mutually_exclusive_group()
+    finder.add_argument("--boxes", metavar="JSON", help="people boxes per frame instead of the HOG detector: "
+                        "{\"frames\": [{\"frame\": i, \"boxes\": [[x, y, w, h(, score)], ...]}]} or "
+                        "[{\"frame\": i, \"bbox\": [x, y, w, h], \"score\": s}, ...]")
+    finder.add_argument("--single", action="store_true", help="the whole frame is one person (no detector)")
+    parser.add_argument("--json", metavar="OUT.json", help="per-frame people, boxes, track ids and keypoints")
+    parser.add_argument("--kpt-thr", type=float, default=0.3, help="draw joints scoring at least this (0.3)")
+    parser.add_argument("--smooth", action="store_true", help="One-Euro smoothing of each track's keypoints")
+    parser.add_argument("--track", choices=("iou", "oks", "none"), default="iou",
+                        help="track ids by box IoU (default) or keypoint OKS, or none")
+    parser.add_argument("--radius", type=int, default=3, help="joint circle radius in pixels (3)")
+    parser.add_argument("--thickness", type=int, default=2, help="skeleton line width in pixels (2)")
+    parser.add_argument("--draw-boxes", action="store_true", help="draw people boxes and track ids")
+    parser.add_argument("--heatmap", action="store_true", help="blend the pose heatmaps over the frame")
+    parser.add_argument("--det-thr", type=float, default=0.3, help="HOG detector score threshold (0.3)")
+    parser.add_argument("--det-upscale", type=float, default=1.0,
+                        help="resize frames by this before HOG detection (>1 finds people under ~128 px tall)")
+    parser.add_argument("--flip-test", action="store_true", help="average the pose with its mirror (slower)")
+    parser.add_argument("--fps", type=float, help="frame rate of an image folder (default 25) or a video override")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames (e.g. for a camera)")
+    parser.add_argument("--no-fps-text", action="store_true", help="do not write the FPS counter on frames")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output video / JSON")
+    parser.add_argument("--demo", action="store_true",
+                        help="no model: a stand-in stick figure in every box (tries the video pipeline)")
+    parser.add_argument("--debug", action="store_true", help="full tracebacks and FFmpeg's own messages")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override recipe keys")
+    return parser
