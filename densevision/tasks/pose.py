@@ -59,7 +59,7 @@ class PoseTask(Task):
         self.flip_pairs = [tuple(int(i) for i in pair) for pair in info["flip_pairs"]]
         self.metric = str(info.get("metric", "pck"))
         self.metric_key, default_threshold = _PCK_METRICS.get(self.metric, ("pck", 0.2))
-        self.threshold = float(info.get("pck_threshold", default_threshold))
+        self.threshold = float(info.get("pck_threshold") or default_threshold)
         data_options = recipe.data.kwargs() if recipe is not None else {}
         self.input_size = tuple(int(v) for v in data_options.get("input_size", DEFAULT_INPUT_SIZE))
         codec_section = getattr(recipe, "codec", None) if recipe is not None else None
