@@ -156,11 +156,13 @@ def test_demo_image_folder_opens_and_loads(demo_root):
     source = image_folder.ImageFolder(str(demo_root), "train")
     assert len(source) == 25
     assert source.info == {"class_names": sorted(image_folder.DEMO_CLASSES), "num_classes": 5}
-    image, label = source.load(7)
+    sample = source.load(7)
+    image, label = sample["image"], sample["label"]
     assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
     assert source.info["class_names"][label] == source.names[7].split("/")[0]
+    assert sample["meta"] == {"name": source.names[7], "index": 7}
     resized = image_folder.ImageFolder(str(demo_root), "val", image_size=[40, 50])
-    assert resized.load(0)[0].shape == (40, 50, 3)
+    assert resized.load(0)["image"].shape == (40, 50, 3)
     assert len(list((demo_root / "scenes").glob("*.png"))) == 2
     # a second call with the same settings finds the marker and writes nothing
     before = (demo_root / "train" / "circle" / "0000.png").stat().st_mtime_ns
@@ -178,7 +180,7 @@ def test_labels_follow_all_splits_class_folders(tmp_path):
         write_png(tmp_path / "train" / name / "x.png")
     write_png(tmp_path / "val" / "c" / "y.png")  # val lacks a and b: c must still be label 2
     val = image_folder.ImageFolder(str(tmp_path), "val")
-    assert val.info["class_names"] == ["a", "b", "c"] and val.load(0)[1] == 2
+    assert val.info["class_names"] == ["a", "b", "c"] and val.load(0)["label"] == 2
 
 
 def test_image_folder_problems_are_named(tmp_path):
@@ -218,9 +220,9 @@ def test_loss_equals_keras_cross_entropy_with_and_without_smoothing():
     expected = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2, reduction=None)(
         np.eye(6, dtype="float32")[labels], logits)
     np.testing.assert_allclose(smoothed, expected, rtol=1e-5)
-    assert make_task().loss(labels, logits).shape == (4,)
+    assert make_task().loss({"label": labels}, logits).shape == (4,)
     with pytest.raises(ValueError, match=r"logits \(B, 6\)"):
-        make_task().loss(labels, logits[:, :5])
+        make_task().loss({"label": labels}, logits[:, :5])
 
 
 def test_metric_sums_and_results_by_hand():
@@ -230,23 +232,25 @@ def test_metric_sums_and_results_by_hand():
         [9, 8, 7, 6, 5, 0],  # label 5: rank 5 -> neither
         [1, 9, 8, 7, 6, 5],  # label 5: rank 4 -> top-5 only
     ], np.float32)
-    sums = {k: np.asarray(v) for k, v in task.metric_sums(np.array([0, 5, 5]), logits).items()}
+    sums = {k: np.asarray(v) for k, v in task.metric_sums({"label": np.array([0, 5, 5])}, logits).items()}
     assert sums == {"correct_top1": 1, "correct_top5": 2, "count": 3}
-    more = {k: np.asarray(v) for k, v in task.metric_sums(np.array([1]), logits[2:]).items()}
+    more = {k: np.asarray(v) for k, v in task.metric_sums({"label": np.array([1])}, logits[2:]).items()}
     total = {k: sums[k] + more[k] for k in sums}
     assert task.metric_results(total) == {"top1": 0.5, "top5": 0.75}
     assert task.default_monitor == ("top1", "max")
-    assert task.target_spec == tf.TensorSpec((), tf.int32)
+    assert task.example_spec == {"image": tf.TensorSpec((None, None, 3), tf.float32),
+                                 "label": tf.TensorSpec((), tf.int32)}
 
 
 def test_augmenter_changes_the_image_only_and_pictures_are_captioned():
     task = make_task(3)
     augment = task.augmenter([{"HorizontalFlip": {"p": 1.0}}], training=True)
     image = np.random.default_rng(4).integers(0, 255, (8, 10, 3), dtype=np.uint8)
-    flipped, label = augment(image, 2, seed=0)
-    np.testing.assert_array_equal(flipped, image[:, ::-1])
-    assert label == 2
-    pictures = task.pictures(np.stack([image, image]).astype("float32"), np.array([0, 1]),
+    meta = {"name": "x", "index": 0}
+    out = augment({"image": image, "label": 2, "meta": meta}, seed=0)
+    np.testing.assert_array_equal(out["image"], image[:, ::-1])
+    assert out["label"] == 2 and out["meta"] == meta
+    pictures = task.pictures({"image": np.stack([image, image]).astype("float32"), "label": np.array([0, 1])},
                              np.array([[5.0, 0, 0], [5.0, 0, 0]]))
     assert len(pictures) == 2 and pictures[0].dtype == np.uint8 and pictures[0].shape[1] == 192
     assert not np.array_equal(pictures[0], pictures[1])  # right (green) and wrong (red) captions differ
@@ -264,9 +268,11 @@ def test_pipeline_batches_images_and_labels(demo_root):
 
     task = make_task(4)
     source = image_folder.ImageFolder(str(demo_root), "train", image_size=[48, 48])
-    dataset = build_dataset(source, task.augmenter([{"HorizontalFlip": {"p": 0.5}}], True), task.target_spec,
+    dataset = build_dataset(source, task.preparer([{"HorizontalFlip": {"p": 0.5}}], True), task.example_spec,
                             batch_size=4, training=False)
-    images, labels = next(iter(dataset))
+    batch = next(iter(dataset))
+    assert set(batch) == {"image", "label"}
+    images, labels = batch["image"], batch["label"]
     assert images.shape == (4, 48, 48, 3) and images.dtype == tf.float32
     assert labels.dtype == tf.int32 and labels.numpy().tolist() == source.labels[:4]
 
@@ -293,6 +299,40 @@ def test_recipes_validate_with_and_without_demo(name):
             validate_transforms(split, target="label")
     assert recipe.model.weights is None  # demo: no download
     assert recipe.train.epochs <= 2
+
+
+def small_recipe(tmp_path, task: str, loss: str, model: str) -> Path:
+    path = tmp_path / f"{task}_{loss}.yaml"
+    path.write_text(f"task: {task}\nmodel: {model}\ndata: {{name: image_folder, root: here}}\n"
+                    f"loss: {{name: {loss}}}\n")
+    return path
+
+
+@pytest.mark.parametrize("task, loss, model, owner", [
+    ("classification", "cross_entropy", "{name: classifier, num_classes: 3, weights: null}", "segmentation"),
+    ("classification", "focal", "{name: classifier, num_classes: 3, weights: null}", "segmentation"),
+    ("segmentation", "softmax_cross_entropy", "{name: fc_densenet56, num_classes: 3}", "classification"),
+])
+def test_a_loss_of_another_task_is_a_recipe_error_naming_loss_name(tmp_path, task, loss, model, owner):
+    """Losses are registered per task; the recipe check (not the task at training time) refuses a mismatch."""
+    assert LOSSES.attributes(loss)["task"] == owner
+    path = small_recipe(tmp_path, task, loss, model)
+    with pytest.raises(densevision.RecipeError) as error:
+        densevision.load_recipe(path)
+    message = str(error.value)
+    assert str(path) in message and "loss.name" in message and repr(loss) in message
+    assert f"is a {owner} loss" in message and repr(task) in message
+    for allowed in LOSSES.names(task=task):  # the choices are the task's own losses
+        assert allowed in message
+    # the matching loss validates
+    matching = "softmax_cross_entropy" if task == "classification" else "cross_entropy"
+    assert densevision.load_recipe(small_recipe(tmp_path, task, matching, model)).loss.name == matching
+
+
+def test_losses_are_registered_for_their_task():
+    assert LOSSES.names(task="classification") == ["softmax_cross_entropy"]
+    assert {"cross_entropy", "focal", "dice"} <= set(LOSSES.names(task="segmentation"))
+    assert not set(LOSSES.names(task="classification")) & set(LOSSES.names(task="segmentation"))
 
 
 # ------------------------------------------------------------------------------------------- sliding tool

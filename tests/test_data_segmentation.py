@@ -60,7 +60,9 @@ def test_mask_folder_loads_images_and_index_masks(tmp_path):
     source = MaskFolder(str(tmp_path), "train", num_classes=4)
     assert len(source) == 3 and source.names == ["p0", "p1", "p2"]
     for index, name in enumerate(source.names):
-        image, mask = source.load(index)
+        sample = source.load(index)
+        image, mask = sample["image"], sample["mask"]
+        assert sample["meta"] == {"name": name, "index": index}
         assert image.dtype == np.uint8 and image.shape == (12, 16, 3)
         assert mask.dtype == np.int32 and mask.shape == (12, 16)
         np.testing.assert_array_equal(image, written[name][0])  # RGB order preserved through BGR files
@@ -273,7 +275,7 @@ def test_demo_streets_are_learnable_by_a_tiny_network(tmp_path):
 
     keras.utils.set_random_seed(0)
     root = make_demo_camvid(tmp_path, num_train=24, num_val=6, num_test=1, height=48, width=64)
-    spec = tf.TensorSpec((None, None), tf.int32)
+    spec = {"image": tf.TensorSpec((None, None, 3), tf.float32), "mask": tf.TensorSpec((None, None), tf.int32)}
     train = build_dataset(CamVid(str(root), "train"), build_augmentation(["HorizontalFlip"], ignore_label=11),
                           spec, batch_size=4, training=True)
     val = build_dataset(CamVid(str(root), "val"), None, spec, batch_size=6, training=False)
@@ -302,7 +304,8 @@ def test_demo_streets_are_learnable_by_a_tiny_network(tmp_path):
 
     def mean_iou() -> float:  # numpy confusion matrix over the classes present in the labels
         confusion = np.zeros((11, 11), np.int64)
-        for images, labels in val:
+        for batch in val:
+            images, labels = batch["image"], batch["mask"]
             predicted, labels = np.argmax(model(images, training=False), -1), labels.numpy()
             valid = labels != 11
             confusion += np.bincount(labels[valid] * 11 + predicted[valid], minlength=121).reshape(11, 11)
@@ -311,13 +314,21 @@ def test_demo_streets_are_learnable_by_a_tiny_network(tmp_path):
         return float(iou[present].mean())
 
     before = mean_iou()
-    for images, labels in train.take(120):
-        step(images, labels)
+    for batch in train.take(120):
+        step(batch["image"], batch["mask"])
     after = mean_iou()
     assert after > 0.25 and after > before + 0.15, (before, after)
 
 
 # ------------------------------------------------------------------------------------------------ augmentation
+def augment_pair(augment, image, mask, seed):
+    """``(image, mask)`` through ``augment(sample, seed) -> sample``; other keys must pass through unchanged."""
+    meta = {"name": "example", "index": 3}
+    out = augment({"image": image, "mask": mask, "meta": meta}, seed)
+    assert out["meta"] == meta
+    return out["image"], out["mask"]
+
+
 COLOUR_OF_LABEL = np.array([(23 * k + 15, 255 - 20 * k, (97 * k) % 256) for k in range(11)], np.uint8)
 
 
@@ -340,7 +351,7 @@ def test_mask_follows_image_exactly_through_geometric_transforms():
     image, labels = colour_coded_example()
     filled = 0
     for seed in range(20):
-        out_image, out_mask = augment(image, labels, seed)
+        out_image, out_mask = augment_pair(augment, image, labels, seed)
         assert out_image.shape == (32, 40, 3) and out_mask.shape == (32, 40) and out_mask.dtype == np.int32
         valid = out_mask != 11
         np.testing.assert_array_equal(out_image[valid], COLOUR_OF_LABEL[out_mask[valid]])
@@ -355,7 +366,7 @@ def test_mask_follows_image_with_default_interpolation():
          {"VerticalFlip": {}}], ignore_label=255)
     image, labels = colour_coded_example(block=8)
     for seed in range(5):
-        out_image, out_mask = augment(image, labels, seed)
+        out_image, out_mask = augment_pair(augment, image, labels, seed)
         assert set(np.unique(out_mask).tolist()) <= set(range(11)) | {255}  # nearest: no blended labels
         # inside uniform regions the bilinear image colour is the label's colour
         inside = np.zeros(out_mask.shape, bool)
@@ -369,10 +380,10 @@ def test_mask_follows_image_with_default_interpolation():
 def test_fill_mask_defaults_to_ignore_label_but_explicit_value_wins():
     image, labels = np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10), np.int32)
     padded = build_augmentation([{"PadIfNeeded": {"min_height": 16, "min_width": 16}}], ignore_label=11)
-    _, mask = padded(image, labels, 0)
+    _, mask = augment_pair(padded, image, labels, 0)
     assert mask.shape == (16, 16) and (mask == 11).sum() == 16 * 16 - 100 and (mask == 0).sum() == 100
     explicit = build_augmentation([{"PadIfNeeded": {"min_height": 16, "min_width": 16, "fill_mask": 3}}])
-    _, mask = explicit(image, labels, 0)
+    _, mask = augment_pair(explicit, image, labels, 0)
     assert (mask == 3).sum() == 16 * 16 - 100
 
 
@@ -380,9 +391,9 @@ def test_same_seed_same_result_from_any_thread():
     augment = build_augmentation([{"RandomResizedCrop": {"size": [24, 24]}}, "HorizontalFlip", "ColorJitter",
                                   {"GaussNoise": {"p": 1.0}}], ignore_label=255)
     image, labels = colour_coded_example()
-    serial = [augment(image, labels, seed) for seed in range(16)]
+    serial = [augment_pair(augment, image, labels, seed) for seed in range(16)]
     with ThreadPoolExecutor(4) as pool:
-        parallel = list(pool.map(lambda s: augment(image, labels, s), list(range(16)) * 3))
+        parallel = list(pool.map(lambda s: augment_pair(augment, image, labels, s), list(range(16)) * 3))
     for index, (out_image, out_mask) in enumerate(parallel):
         np.testing.assert_array_equal(out_image, serial[index % 16][0])
         np.testing.assert_array_equal(out_mask, serial[index % 16][1])
@@ -395,7 +406,7 @@ def test_transforms_draw_independent_random_numbers():
     image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
     outcomes = set()
     for seed in range(64):
-        out, _ = augment(image, 0, seed)
+        out = augment({"image": image, "label": 0}, seed)["image"]
         outcomes.add((np.array_equal(out, image[:, ::-1]) or np.array_equal(out, image[::-1, ::-1]),
                       np.array_equal(out, image[::-1]) or np.array_equal(out, image[::-1, ::-1])))
     assert outcomes == {(False, False), (True, False), (False, True), (True, True)}
@@ -405,13 +416,15 @@ def test_label_and_keypoint_targets():
     image = np.zeros((20, 30, 3), np.uint8)
     image[5, 7] = 255  # a bright pixel where the first keypoint is
     label_augment = build_augmentation([{"HorizontalFlip": {"p": 1.0}}], target="label")
-    out, label = label_augment(image, 4, 0)
+    result = label_augment({"image": image, "label": 4}, 0)
+    out, label = result["image"], result["label"]
     assert label == 4 and out[5, 30 - 1 - 7, 0] == 255
     keypoint_augment = build_augmentation([{"HorizontalFlip": {"p": 1.0}}, {"Crop": {"x_min": 10, "y_min": 0,
                                                                                       "x_max": 30, "y_max": 20}}],
                                           target="keypoints")
     points = np.array([[7, 5, 1], [25, 5, 1]], np.float32)  # the second leaves the crop after the flip
-    out, moved = keypoint_augment(image, points, 0)
+    result = keypoint_augment({"image": image, "keypoints": points}, 0)
+    out, moved = result["image"], result["keypoints"]
     x, y = int(round(moved[0, 0])), int(round(moved[0, 1]))
     assert out[y, x, 0] == 255 and moved[0, 2] == 1
     assert moved[1, 2] == 0 and moved.shape == (2, 3)
@@ -443,7 +456,7 @@ def test_validate_transforms_uses_albumentations_serialisation():
         assert augment.to_dict()["transform"]["transforms"][0]["__class_fullname__"] == "HorizontalFlip"
     identity = build_augmentation([])
     image = np.ones((4, 4, 3), np.uint8)
-    assert identity(image, np.zeros((4, 4)), 1)[0] is image
+    assert identity({"image": image, "mask": np.zeros((4, 4))}, 1)["image"] is image
 
 
 # ------------------------------------------------------------------------------------------------ class weights
@@ -511,7 +524,8 @@ def test_real_camvid_train_and_val_open_quickly():
         assert elapsed < 10, f"{split}: opening took {elapsed:.1f} s"
     listed = CamVid(str(root), "val", list_file="val.txt")  # SegNet's absolute /SegNet/CamVid/... paths
     assert len(listed) == 101
-    image, mask = listed.load(0)
+    sample = listed.load(0)
+    image, mask = sample["image"], sample["mask"]
     assert image.shape == (360, 480, 3) and mask.shape == (360, 480)
     assert np.all(CAMVID_PALETTE[3] == (128, 64, 128))
 

@@ -16,7 +16,7 @@ def test_moving_statistics_become_the_average_of_batch_statistics():
     x = keras.layers.BatchNormalization(momentum=0.99, name="bn")(x)
     model = keras.Model(inputs, x)
     batches = [rng.normal(loc=i, scale=1.0 + i, size=(2, 4, 4, 3)).astype("float32") for i in range(5)]
-    dataset = tf.data.Dataset.from_tensor_slices((np.stack(batches), np.zeros(5))).map(lambda b, t: (b, t))
+    dataset = tf.data.Dataset.from_tensor_slices({"image": np.stack(batches), "mask": np.zeros(5)})
     kernel_before = model.get_layer("conv").get_weights()[0].copy()
 
     used = recompute_batchnorm_statistics(model, dataset, num_batches=5, progress=False)

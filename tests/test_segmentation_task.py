@@ -108,7 +108,8 @@ def test_task_metric_results_per_class_and_miou_match_numpy():
     rng = np.random.default_rng(1)
     task = make_task()
     batches = [random_batch(rng), random_batch(rng, present=[0, 1])]
-    sums = sum(task.metric_sums(labels, logits)["confusion"].numpy().astype(np.int64) for labels, logits in batches)
+    sums = sum(task.metric_sums({"mask": labels}, logits)["confusion"].numpy().astype(np.int64)
+               for labels, logits in batches)
     results = task.metric_results({"confusion": sums})
     reference = numpy_confusion(np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
     tp = np.diag(reference).astype(float)
@@ -126,7 +127,7 @@ def test_void_class_inside_the_label_range_is_excluded():
     task = make_task(info={"class_names": ["void", "a", "b"], "ignore_label": 0})
     labels = np.array([[[0, 1, 1, 2]]])
     predictions = np.array([[[1, 1, 0, 2]]])  # a pixel of class 1 predicted as void: an error for class 1
-    results = task.metric_results({"confusion": task.metric_sums(labels, predictions)["confusion"].numpy()})
+    results = task.metric_results({"confusion": task.metric_sums({"mask": labels}, predictions)["confusion"].numpy()})
     assert list(results["per_class_iou"]) == ["a", "b"]
     assert results["per_class_iou"]["a"] == pytest.approx(1 / 2)
     assert results["per_class_iou"]["b"] == pytest.approx(1.0)
@@ -256,12 +257,13 @@ def test_bad_loss_options_fail_clearly():
 
 def test_task_loss_uses_the_recipe_loss_section():
     labels, logits = random_batch(np.random.default_rng(10))
-    default = make_task().loss(labels, logits).numpy()
+    default = make_task().loss({"mask": labels}, logits).numpy()
     np.testing.assert_allclose(default, numpy_cross_entropy(labels, logits), rtol=1e-5)
     weights = [1.0, 2.0, 3.0, 4.0]
-    weighted = make_task(LossSection(name="cross_entropy", class_weights=weights)).loss(labels, logits).numpy()
+    weighted_task = make_task(LossSection(name="cross_entropy", class_weights=weights))
+    weighted = weighted_task.loss({"mask": labels}, logits).numpy()
     np.testing.assert_allclose(weighted, numpy_cross_entropy(labels, logits, weights=weights), rtol=1e-5)
-    focal = make_task(LossSection(name="focal", gamma=1.0)).loss(labels, logits).numpy()
+    focal = make_task(LossSection(name="focal", gamma=1.0)).loss({"mask": labels}, logits).numpy()
     assert not np.allclose(focal, default)
 
 
@@ -270,9 +272,10 @@ def test_task_loss_first_built_inside_a_compiled_step_is_reusable(jit_compile):
     # The engine first calls task.loss while tracing its train step; nothing from that trace may leak out.
     task = make_task(LossSection(name="cross_entropy", class_weights=[1.0, 2.0, 3.0, 4.0]))
     labels, logits = random_batch(np.random.default_rng(13))
-    step = tf.function(lambda y, x: (task.loss(y, x), task.metric_sums(y, x)["confusion"]), jit_compile=jit_compile)
-    traced_loss, traced_confusion = step(labels, logits)
-    np.testing.assert_allclose(traced_loss.numpy(), task.loss(labels, logits).numpy(), rtol=1e-5)
+    step = tf.function(lambda batch, x: (task.loss(batch, x), task.metric_sums(batch, x)["confusion"]),
+                       jit_compile=jit_compile)
+    traced_loss, traced_confusion = step({"mask": labels}, logits)
+    np.testing.assert_allclose(traced_loss.numpy(), task.loss({"mask": labels}, logits).numpy(), rtol=1e-5)
     np.testing.assert_array_equal(traced_confusion.numpy(), numpy_confusion(labels, logits))
 
 
@@ -280,7 +283,7 @@ def test_class_weights_must_match_the_classes():
     task = make_task(LossSection(name="focal", class_weights=[1.0, 2.0]))
     labels, logits = random_batch(np.random.default_rng(14))
     with pytest.raises(ValueError, match="loss.class_weights: expected 4 weights.*got 2"):
-        task.loss(labels, logits)
+        task.loss({"mask": labels}, logits)
 
 
 def test_task_resolves_median_frequency_weights_from_the_training_split(monkeypatch):
@@ -301,16 +304,17 @@ def test_task_resolves_median_frequency_weights_from_the_training_split(monkeypa
     )
     task = SegmentationTask(recipe, dict(INFO))
     labels, logits = random_batch(np.random.default_rng(11))
-    np.testing.assert_allclose(task.loss(labels, logits).numpy(),
+    np.testing.assert_allclose(task.loss({"mask": labels}, logits).numpy(),
                                numpy_cross_entropy(labels, logits, weights=[1, 2, 3, 4]), rtol=1e-5)
-    task.loss(labels, logits)
+    task.loss({"mask": labels}, logits)
     assert calls == [(("source", "/r", "train"), NUM_CLASSES, IGNORE)]  # resolved once
 
 
 def test_task_interface_values():
     task = TASKS.get("segmentation")(None, dict(INFO))
     assert task.default_monitor == ("miou", "max")
-    assert task.target_spec == tf.TensorSpec((None, None), tf.int32)
+    assert task.example_spec == {"image": tf.TensorSpec((None, None, 3), tf.float32),
+                                 "mask": tf.TensorSpec((None, None), tf.int32)}
     with pytest.raises(ValueError, match="palette"):
         make_task(info={**INFO, "palette": PALETTE[:2]})
 
@@ -320,7 +324,7 @@ def test_pictures_show_image_truth_and_prediction_in_the_palette():
     images = np.random.default_rng(12).integers(0, 256, (2, 4, 5, 3)).astype(np.float32)
     targets = np.array([[[0, 1, 2, 3, IGNORE]] * 4] * 2)
     logits = np.eye(NUM_CLASSES, dtype=np.float32)[np.full((2, 4, 5), 2)]
-    pictures = task.pictures(images, targets, logits)
+    pictures = task.pictures({"image": images, "mask": targets}, logits)
     assert len(pictures) == 2
     picture = pictures[0]
     assert picture.dtype == np.uint8 and picture.shape == (4, 5 * 3 + 2 * 4, 3)
@@ -343,8 +347,11 @@ def test_augmenter_pads_masks_with_the_ignore_label():
     pytest.importorskip("densevision.data.augment", reason="data.augment not landed")
     task = make_task()
     augment = task.augmenter([{"PadIfNeeded": {"min_height": 6, "min_width": 4, "position": "top_left"}}], True)
-    image, mask = augment(np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.int32), 0)
-    assert mask.shape == (6, 4)
+    meta = {"name": "x", "index": 0}
+    out = augment({"image": np.zeros((4, 4, 3), np.uint8), "mask": np.ones((4, 4), np.int32), "meta": meta}, 0)
+    image, mask = out["image"], out["mask"]
+    assert image.shape == (6, 4, 3) and out["meta"] == meta
+    assert mask.shape == (6, 4) and mask.dtype == np.int32
     assert np.all(mask[:4] == 1) and np.all(mask[4:] == IGNORE)
 
 
@@ -356,7 +363,8 @@ def test_write_report_and_table(tmp_path):
     assert "car" in table and "n/a" in table  # class 2 (car) never seen
     assert f"{results['miou']:.4f}" in table
     image = np.zeros((4, 5, 3), np.uint8)
-    samples = [("frame_01", image, np.zeros((4, 5), np.int32), np.zeros((4, 5, NUM_CLASSES), np.float32))]
+    samples = [("frame_01", {"image": image[None].astype(np.float32), "mask": np.zeros((1, 4, 5), np.int32)},
+                np.zeros((1, 4, 5, NUM_CLASSES), np.float32))]
     written = task.write_report(results, {"confusion": confusion}, tmp_path, samples)
     assert {p.name for p in written} == {"per_class_iou.txt", "confusion_matrix.png", "frame_01.png"}
     import cv2
