@@ -282,8 +282,6 @@ def _signature_model(fn, skip: tuple[str, ...]) -> tuple[type[BaseModel], list[s
             continue
         annotation = hints.get(pname, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
-        if isinstance(default, tuple):  # builders use tuples as immutable list defaults
-            default = list(default)
         fields[pname] = (annotation, default)
     model = create_model(
         f"{getattr(fn, '__name__', 'builder')}_options",

@@ -249,7 +249,7 @@ class Augmenter:
             with the same rows and columns, ``"boxes"`` float32 ``(N', 4)``, everything else unchanged.
         """
         if not self.configs:
-            return sample
+            return {**sample, "meta": {**sample.get("meta", {}), "mirrored": False}} if self.flip_pairs else sample
         compose = self._compose()
         seed = None if seed is None else int(seed) % (1 << 64)
         # One shared stream for all transforms (set_random_seed would correlate them, see module docstring).
@@ -289,8 +289,9 @@ class Augmenter:
             keypoints[:, :2] = moved
             if keypoints.shape[1] >= 3:
                 new_height, new_width = out["image"].shape[:2]
-                outside = ((keypoints[:, 0] < 0) | (keypoints[:, 1] < 0) | (keypoints[:, 0] >= new_width)
-                           | (keypoints[:, 1] >= new_height))
+                # Pixel centres at integers: the image covers [-0.5, W - 0.5) x [-0.5, H - 0.5).
+                outside = ((keypoints[:, 0] < -0.5) | (keypoints[:, 1] < -0.5) | (keypoints[:, 0] >= new_width - 0.5)
+                           | (keypoints[:, 1] >= new_height - 0.5))
                 keypoints[outside, 2] = 0
             if mirrored:
                 keypoints = swap_pairs(keypoints, self.flip_pairs)

@@ -23,30 +23,38 @@ from densevision.video.pipeline import format_summary, run_pose_video
 from densevision.video.track import KeypointSmoother, Tracker
 
 
-def make_estimator(recipe, weights: str, flip_test: bool = False) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def make_estimator(recipe, weights: str, flip_test: bool = False, batch_size: int = 16
+                   ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """The pose model of ``recipe`` with ``weights`` as ``estimate(frame uint8 (H, W, 3) RGB, boxes (N, 4)
-    [x, y, w, h]) -> keypoints (N, J, 3) [x, y, score]`` in frame pixels, all N people of a frame as one batch
-    (top-down crops, decode and optional flip test from the pose task)."""
-    raise NotImplementedError(
-        "the pose estimator for videos is not wired to the pose task yet (densevision.video.cli.make_estimator); "
-        "use --demo to run the video pipeline with a stand-in stick figure"
-    )
+    [x, y, w, h]) -> keypoints (N, J, 3) [x, y, score]`` in frame pixels: all N people of a frame in batches,
+    through the pose task's crop, decode and flip test (:meth:`densevision.tasks.pose.PoseTask.estimate_people`,
+    the code batch prediction uses too)."""
+    from densevision.engine.checkpoints import load_checkpoint
+    from densevision.engine.compat import check_checkpoint_matches
+    from densevision.engine.predictor import make_forward, prediction_info
+    from densevision.registry import TASKS
+
+    if recipe.task != "pose":
+        raise VideoError(f"recipe {recipe.name!r} is a {recipe.task} recipe; the video tool needs a pose recipe")
+    info = prediction_info(recipe)
+    task = TASKS.get(recipe.task)(recipe, info)
+    task.flip_test = task.flip_test or flip_test
+    model = load_checkpoint(weights, recipe)
+    check_checkpoint_matches(model, recipe, info, weights)
+    forward = make_forward(model, task)
+
+    def estimate(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        return task.estimate_people(forward, frame, boxes, batch_size=batch_size)
+
+    return estimate
 
 
 def pose_dataset_info(recipe) -> dict:
-    """The dataset definition used for drawing and tracking: ``skeleton``, ``joint_colors``, ``link_colors``,
-    ``sigmas`` (from the recipe's dataset source ``info``).
+    """The dataset definition used for drawing and tracking (``skeleton``, ``joint_colors``, ``link_colors``,
+    ``sigmas``), described by the recipe's dataset source without needing its data."""
+    from densevision.engine.predictor import prediction_info
 
-    Raises:
-        VideoError: the dataset cannot be opened to read its definition.
-    """
-    from densevision.engine.evaluator import open_source
-
-    try:
-        return dict(open_source(recipe, recipe.data.val_split).info)
-    except Exception as error:  # any source failure: the user needs the reason, not the traceback
-        raise VideoError(f"cannot read the skeleton and colours of dataset {recipe.data.name!r} from recipe "
-                         f"{getattr(recipe, 'path', '')}: {error}") from error
+    return dict(prediction_info(recipe))
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -54,6 +62,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise VideoError("a RECIPE is required (or --demo for the stand-in stick figure)")
     if not args.demo and not args.weights:
         raise VideoError("--weights is required (or --demo for the stand-in stick figure)")
+    if args.weights and not args.recipe:
+        raise VideoError("--weights needs the RECIPE it was trained with")
     if args.smooth and args.track == "none":
         raise VideoError("--smooth filters each track's keypoints over time and needs tracking (--track iou|oks)")
     if args.radius < 1 or args.thickness < 1:
@@ -82,14 +92,16 @@ def _run(args: argparse.Namespace) -> int:
         else:
             find_people = HogPersonDetector(score_threshold=args.det_thr, upscale=args.det_upscale)
 
-        if args.demo:
+        if args.demo and not args.weights:
             from densevision.video.demo import STICK_FIGURE_INFO, stick_figure_estimator
 
+            print("note: --demo without --weights draws a stand-in stick figure in every box (no model)",
+                  file=sys.stderr)
             info, estimate = STICK_FIGURE_INFO, stick_figure_estimator
         else:
             from densevision.recipes import load_recipe
 
-            recipe = load_recipe(args.recipe, list(args.overrides))
+            recipe = load_recipe(args.recipe, list(args.overrides), demo=args.demo)
             estimate = make_estimator(recipe, args.weights, flip_test=args.flip_test)
             info = pose_dataset_info(recipe)
         if args.heatmap:
