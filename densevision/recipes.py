@@ -21,12 +21,13 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
 from pydantic import PositiveInt, ValidationError, create_model
 
+from densevision.errors import DensevisionError
 from densevision.registry import CODECS, DATASETS, LOSSES, MODELS, TASKS, UnknownNameError, did_you_mean
 
 BASE_KEY = "_base_"
 
 
-class RecipeError(ValueError):
+class RecipeError(DensevisionError, ValueError):
     """A recipe that cannot be used: the message names the file, the key path and what was expected."""
 
 
@@ -218,14 +219,44 @@ def _resolve_bases(path: Path, chain: tuple[Path, ...] = ()) -> OmegaConf:
 
 
 def parse_overrides(overrides: list[str], origin: str = "--set") -> OmegaConf:
-    """``["optimizer.lr=1e-4", "data.batch_size=8"]`` -> a config with typed values (YAML rules)."""
+    """``["optimizer.lr=1e-4", "data.batch_size=8"]`` -> a config with typed values (YAML rules).
+
+    Raises:
+        RecipeError: naming the one override that is not ``KEY=VALUE`` or whose value is not valid YAML.
+    """
     for item in overrides:
-        if "=" not in item or not item.split("=", 1)[0].strip():
-            raise RecipeError(f"{origin} {item!r}: expected KEY=VALUE, e.g. optimizer.lr=1e-4")
+        key = item.split("=", 1)[0].strip()
+        if "=" not in item or not key or any(not part for part in key.split(".")):
+            raise RecipeError(f"{origin} {item!r}: expected KEY=VALUE with a dotted key, e.g. optimizer.lr=1e-4")
+        value = item.split("=", 1)[1]
+        try:
+            yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise RecipeError(f"{origin} {item!r}: the value {value!r} is not valid YAML ({problem}); close "
+                              f"brackets and quote text holding YAML characters, e.g. {key}=[1, 2]") from None
     try:
         return OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as e:
-        raise RecipeError(f"{origin}: cannot parse {overrides}: {e}") from None
+        raise RecipeError(f"{origin}: cannot parse {overrides}: {_omegaconf_message(e)}") from None
+
+
+def _omegaconf_message(error: Exception) -> str:
+    """OmegaConf's message without its ``full_key:``/``object_type=`` trailer lines."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _to_container(config, where: str) -> dict:
+    """Resolve ``${...}`` interpolations; a missing key or bad interpolation is a :class:`RecipeError` naming
+    the key that holds it."""
+    try:
+        return OmegaConf.to_container(config, resolve=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        at = f"key '{key}': " if key else ""
+        raise RecipeError(f"{where}: {at}cannot resolve an interpolation: {_omegaconf_message(e)} (a ${{...}} "
+                          f"reference must name a key of the recipe, e.g. ${{data.root}}, or ${{oc.env:NAME}})"
+                          ) from None
 
 
 def _import_builtin_parts() -> None:
@@ -376,7 +407,9 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         overrides: dotted ``KEY=VALUE`` strings (``["optimizer.lr=1e-4", "data.batch_size=8"]``), applied last;
             values follow YAML typing.
         demo: also apply the recipe's ``demo`` overrides (the task's generated data and a short schedule),
-            before ``overrides``.
+            before ``overrides``: a key given on the command line wins over the demo section
+            (``--demo --set train.epochs=1`` trains one epoch), and every value is validated after merging, so a
+            bad command-line value is reported under ``--demo`` too.
 
     Returns:
         The validated :class:`Recipe`.
@@ -385,13 +418,19 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         RecipeError: naming the file, the key path, what was expected and a did-you-mean suggestion.
     """
     path = Path(path)
+    parsed = parse_overrides(list(overrides)) if overrides else None  # a bad --set fails before anything else
     merged = _resolve_bases(path)
-    merged = OmegaConf.to_container(merged, resolve=True)
+    merged = _to_container(merged, str(path))
     merged.setdefault("name", path.stem)
     if demo:
-        demo_overrides = [f"{k}={_yaml_scalar(v)}" for k, v in (merged.get("demo") or {}).items()]
+        demo_section = merged.get("demo") or {}
+        if not isinstance(demo_section, dict):
+            raise RecipeError(f"{path}: key 'demo': expected a mapping of dotted keys to values, e.g. "
+                              f"{{train.epochs: 2}}, got {demo_section!r}")
+        demo_overrides = [f"{k}={_yaml_scalar(v)}" for k, v in demo_section.items()]
         merged = _apply(merged, demo_overrides, f"{path}: demo")
-    merged = _apply(merged, list(overrides), "--set")
+    if parsed is not None:
+        merged = _merge(merged, parsed, "--set")
     merged["source"] = str(path)
     return validate_recipe(merged, source=str(path))
 
@@ -403,13 +442,21 @@ def _yaml_scalar(value: Any) -> str:
 def _apply(config: dict, overrides: list[str], origin: str) -> dict:
     if not overrides:
         return config
-    merged = OmegaConf.merge(OmegaConf.create(config), parse_overrides(overrides, origin))
-    return OmegaConf.to_container(merged, resolve=True)
+    return _merge(config, parse_overrides(overrides, origin), origin)
+
+
+def _merge(config: dict, overrides, origin: str) -> dict:
+    """``config`` with parsed overrides merged in and interpolations resolved."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(config), overrides)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        raise RecipeError(f"{origin}: {f'key {key!r}: ' if key else ''}{_omegaconf_message(e)}") from None
+    return _to_container(merged, origin)
 
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
     """Write the fully resolved recipe as YAML (atomically)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(recipe.to_yaml())
-    os.replace(tmp, path)
+    from densevision.files import write_text
+
+    write_text(path, recipe.to_yaml())

@@ -6,8 +6,10 @@ import difflib
 import importlib
 from typing import Callable, Iterator
 
+from densevision.errors import DensevisionError
 
-class UnknownNameError(KeyError):
+
+class UnknownNameError(DensevisionError, KeyError):
     """A name that no registered builder answers to; the message lists the choices."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly

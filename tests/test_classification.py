@@ -372,7 +372,7 @@ def test_sliding_tool_scores_equal_crop_by_crop_mean(demo_root, tmp_path, capsys
     for name, score in got.items():
         assert score == pytest.approx(expected[names.index(name)], abs=1e-5)
     assert list(got) == [names[i] for i in np.argsort(-expected)[:3]]
-    assert (out / f"{scene.stem}_square.png").is_file() and entry["heatmap_class"] == "square"
+    assert (out / f"{scene.name}_square.png").is_file() and entry["heatmap_class"] == "square"
     printed = capsys.readouterr().out
     assert f"{scene}: {list(got)[0]} " in printed
     # a bad class name is an error naming it, exit code 2

@@ -6,7 +6,8 @@ Examples:
     python tools/summarize.py resnet50 --input 512x512x3   # a backbone's feature maps at 512x512
     python tools/summarize.py recipes/camvid_tiramisu.yaml --input 360x480x3 --json
 
-Exit status: 0 on success, 2 for a bad recipe, an unknown model name or an input shape the model rejects.
+Exit status: 0 on success, 2 for a bad recipe, an unknown model name or an input shape the model rejects,
+1 for an unexpected error (traceback in a log file; --debug shows it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import densevision  # noqa: E402,F401  (environment before keras)
+from densevision.cli import add_common_arguments, tool_main  # noqa: E402
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -35,21 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--include-top", action="store_true",
                         help="the ImageNet classifier (1000 classes) instead of the backbone's feature maps")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    add_common_arguments(parser)
     return parser
 
 
+@tool_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import densevision  # noqa: F401  (environment before keras)
     from densevision.analysis.layer_table import format_table, layer_table, resolve_model
-    from densevision.registry import UnknownNameError
+    from densevision.errors import DensevisionError, UsageError
 
     try:
         model = resolve_model(args.model, input_shape=args.input, include_top=args.include_top)
         table = layer_table(model, input_shape=args.input)
-    except (UnknownNameError, ValueError) as error:  # RecipeError is a ValueError
-        print(f"summarize: {error}", file=sys.stderr)
-        return 2
+    except DensevisionError:  # a bad recipe, an unknown model name
+        raise
+    except ValueError as error:  # Keras rejects the input shape for this model
+        raise UsageError(f"{args.model} at --input {'x'.join(map(str, args.input))}: {error}") from error
     print(json.dumps(table, indent=1) if args.json else format_table(table))
     return 0
 

@@ -104,6 +104,15 @@ class CamVid(SegmentationSource):
     def layout_hint(self) -> str:
         return _HOW_TO_GET
 
+    def colour_mask_hint(self) -> str:
+        # camvid takes no palette option: its masks must be SegNet's label PNGs; colour-coded CamVid labels
+        # (the original LabeledApproved_full release) open with mask_folder, which decodes colours.
+        return ("camvid reads SegNet's label masks, one value 0..11 per pixel, from {split}annot/; get them with "
+                "`python datasets/camvid/prepare.py --out DIR`, or open colour-coded masks with data.name: "
+                "mask_folder, data.images_dir: '{split}', data.masks_dir: '{split}annot', data.ignore_label: 11, "
+                "data.ignore_color: [0, 0, 0] and data.palette set to the 11 CamVid colours "
+                "(densevision.data.camvid.CAMVID_PALETTE)")
+
 
 @dataclass
 class CamVidReport:

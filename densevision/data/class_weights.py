@@ -76,11 +76,14 @@ def median_frequency_weights(source, num_classes: int, ignore_label: int,
             return _weights_from_counts(class_pixels, image_pixels)
     class_pixels, image_pixels = class_pixel_statistics(source, num_classes, ignore_label)
     if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"class_pixels": class_pixels.tolist(), "image_pixels": image_pixels.tolist(),
-                                   "num_examples": len(source)}))
-        os.replace(tmp, cache_path)
+        from densevision.errors import OutputError
+        from densevision.files import write_json
+
+        try:
+            write_json(cache_path, {"class_pixels": class_pixels, "image_pixels": image_pixels,
+                                    "num_examples": len(source)}, indent=None)
+        except OutputError as error:  # a cache that cannot be written only costs the count next time
+            warnings.warn(f"median_frequency_weights: not cached ({error})", stacklevel=2)
     return _weights_from_counts(class_pixels, image_pixels)
 
 

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from typing import Iterable
 
+from densevision.errors import DensevisionError
 
-class DatasetError(ValueError):
+
+class DatasetError(DensevisionError, ValueError):
     """A dataset that cannot be used as it is: the message names the files, what is wrong and what was expected."""
 
 
-class AugmentationError(ValueError):
+class ImageReadError(DatasetError):
+    """An image (or mask) file that cannot be decoded completely.
+
+    Attributes:
+        path: the file.
+        reason: why, in a few words (``"empty file (0 bytes)"``, ``"truncated: ..."``, ``"not an image ..."``).
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self):  # picklable with its two arguments (errors cross process and tf.data boundaries)
+        return type(self), (self.path, self.reason)
+
+
+class AugmentationError(DensevisionError, ValueError):
     """An augmentation list from a recipe that cannot be built: names the transform, the parameter and the problem."""
 
 

@@ -12,38 +12,28 @@ under ``root`` (so a validation split missing a class keeps the same label numbe
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from densevision.data.errors import DatasetError, summarize_items
 from densevision.data.generated import is_complete, mark_complete
+from densevision.data.io import IMAGE_EXTENSIONS, read_image, scan_folder, verify_images
 from densevision.registry import DATASETS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+def _class_folders(folder: Path, problems: Optional[list[str]] = None) -> list[str]:
+    _, folders, bad = scan_folder(folder)
+    if problems is not None:
+        problems.extend(bad)
+    return [path.name for path in folders]
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """uint8 ``(H, W, 3)`` RGB (grey images expanded) from any OpenCV-readable file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"{path}: cannot be read as an image (missing, truncated or not an image file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _class_folders(folder: Path) -> list[str]:
-    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(
-        Path(entry.path) for entry in os.scandir(folder)
-        if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS and not entry.name.startswith(".")
-    )
+def _image_files(folder: Path, problems: list[str]) -> list[Path]:
+    files, _, bad = scan_folder(folder, IMAGE_EXTENSIONS)
+    problems.extend(bad)
+    return files
 
 
 @DATASETS.register("image_folder")
@@ -83,7 +73,8 @@ class ImageFolder:
             splits = _class_folders(self.root)
             raise DatasetError(f"{where}: split folder {split_dir} not found; folders in root: {splits or 'none'}")
 
-        present = _class_folders(split_dir)
+        unresolved: list[str] = []  # entries that cannot be resolved (symlink loops, broken links)
+        present = _class_folders(split_dir, unresolved)
         if class_names is None:
             union = set()
             for other in _class_folders(self.root):
@@ -103,7 +94,7 @@ class ImageFolder:
         for name in present:
             if name in unknown:
                 continue
-            files = _image_files(split_dir / name)
+            files = _image_files(split_dir / name, unresolved)
             if not files:
                 empty.append(split_dir / name)
             self.paths += files
@@ -111,25 +102,16 @@ class ImageFolder:
         if empty:
             shown = ", ".join(map(str, empty[:5])) + (f" (and {len(empty) - 5} more)" if len(empty) > 5 else "")
             problems.append(f"{len(empty)} empty class folder(s), no {'/'.join(IMAGE_EXTENSIONS)} images: {shown}")
-        unreadable = self._unreadable()
+        if unresolved:
+            problems.append(summarize_items(unresolved, "that cannot be resolved"))
+        unreadable = verify_images(self.paths, desc=f"checking {where}")
         if unreadable:
-            problems.append(summarize_items(unreadable, "that cannot be read as images"))
+            problems.append(summarize_items([f"{path} ({reason})" for path, reason in unreadable.items()],
+                                            "that cannot be read completely (truncated, corrupt, empty or not images)"))
         if problems:
             raise DatasetError(f"{where}: the dataset cannot be used as it is:\n  - " + "\n  - ".join(problems))
         self.names = [f"{path.parent.name}/{path.stem}" for path in self.paths]
         self.info = {"class_names": class_names, "num_classes": len(class_names)}
-
-    def _unreadable(self) -> list[str]:
-        def check(path: Path) -> Optional[str]:
-            try:
-                with Image.open(path) as image:
-                    image.verify()  # header + structure, no full decode
-            except Exception as error:  # noqa: BLE001 - PIL raises many types for broken files
-                return f"{path} ({type(error).__name__})"
-            return None
-
-        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            return [found for found in pool.map(check, self.paths) if found]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -140,7 +122,7 @@ class ImageFolder:
     def load(self, index: int) -> dict:
         """``{"image": uint8 (H, W, 3) RGB, "label": int, "meta": {"name", "index"}}``; resized to ``image_size``
         if set."""
-        image = read_rgb(self.paths[index])
+        image = read_image(self.paths[index])
         if self.image_size is not None and image.shape[:2] != tuple(self.image_size):
             height, width = self.image_size
             shrinking = height * width < image.shape[0] * image.shape[1]

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from densevision.data.errors import DatasetError, summarize_items
-from densevision.data.image_folder import read_rgb
+from densevision.data.io import read_image
 from densevision.data.topdown import DEFAULT_PADDING, box_to_center_scale
 
 #: Problems in report order: (noun, what is wrong). ``{joints}`` and ``{tolerance}`` are filled in.
@@ -233,7 +233,7 @@ class KeypointSource:
         """The sample dict of person instance ``index`` (the whole original image; the task crops)."""
         record = self.records[index]
         return {
-            "image": read_rgb(record.image_path),
+            "image": read_image(record.image_path),
             "keypoints": record.keypoints.copy(),
             "center": record.center.copy(),
             "scale": record.scale.copy(),

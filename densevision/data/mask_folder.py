@@ -17,15 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
-import cv2
 import numpy as np
-from PIL import Image
 
-from densevision.data.errors import DatasetError, summarize_items
+from densevision.data.errors import DatasetError, ImageReadError, summarize_items
+from densevision.data.io import (IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_image, read_mask, scan_folder,
+                                 verify_images)
 from densevision.registry import DATASETS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+#: the raw mask reader (:func:`densevision.data.io.read_mask`), under its former name
+read_raw_mask = read_mask
 
 # Problems are reported in this order, each with what was expected.
 _PROBLEM_KINDS = {
@@ -33,11 +33,11 @@ _PROBLEM_KINDS = {
     "no_mask": "without a mask (pairs are matched by file stem)",
     "no_image": "without an image (pairs are matched by file stem)",
     "duplicate": "sharing a stem with another file in the same folder (which one to use is ambiguous)",
-    "unreadable": "that cannot be read as images",
+    "unreadable": "that cannot be read completely (truncated, corrupt, empty or not images)",
     "size": "whose image and mask sizes differ",
     "labels": "with label values outside {expected}",
     "colours": "with colours not in the palette",
-    "colour_without_palette": "holding colour masks but no palette was given (set data.palette: [[r, g, b], ...])",
+    "colour_without_palette": "holding colour masks, which this source cannot decode ({colour_hint})",
 }
 
 
@@ -53,36 +53,6 @@ def default_palette(num_classes: int) -> np.ndarray:
             code >>= 3
         palette[index] = (r, g, b)
     return palette
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """uint8 ``(H, W, 3)`` RGB from any OpenCV-readable file (grey images are expanded to 3 channels)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"{path}: cannot be read as an image (missing, truncated or not an image file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_raw_mask(path: str | os.PathLike) -> np.ndarray:
-    """A mask file as stored: ``(H, W)`` integer labels, or ``(H, W, 3)`` RGB for colour masks.
-
-    Palette-mode PNGs (PASCAL VOC style) give their palette indices, which are the labels.
-    """
-    try:
-        with Image.open(path) as header:  # header only: tells palette PNGs apart
-            palette_mode = header.mode == "P"
-            if palette_mode:
-                return np.asarray(header)
-    except (OSError, ValueError):
-        pass  # let OpenCV try (and report) below
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise DatasetError(f"{path}: cannot be read as a mask image")
-    if mask.ndim == 3:
-        if mask.shape[2] == 4:
-            mask = mask[:, :, :3]
-        mask = mask[:, :, ::-1] if mask.shape[2] == 3 else mask[:, :, 0]
-    return mask
 
 
 class ColorCoder:
@@ -122,24 +92,27 @@ def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
-def list_files(directory: Path, extensions: Sequence[str], suffix: str = "") -> tuple[dict[str, Path], list[Path]]:
-    """``{stem (without suffix): path}`` of the files in ``directory`` and the files whose stem repeats."""
+def list_files(directory: Path, extensions: Sequence[str], suffix: str = "",
+               problems: Optional[dict[str, list[str]]] = None) -> tuple[dict[str, Path], list[Path]]:
+    """``{stem (without suffix): path}`` of the files in ``directory`` and the files whose stem repeats.
+
+    Entries that cannot be resolved (a symbolic link loop, a broken link) go to ``problems["unreadable"]``.
+    """
     by_stem: dict[str, Path] = {}
     duplicates: list[Path] = []
-    with os.scandir(directory) as entries:
-        for entry in sorted(entries, key=lambda e: e.name):
-            path = Path(entry.path)
-            if not entry.is_file() or path.suffix.lower() not in extensions:
+    files, _, bad = scan_folder(directory, extensions)
+    if problems is not None:
+        problems.setdefault("unreadable", []).extend(bad)
+    for path in files:
+        stem = path.stem
+        if suffix:
+            if not stem.endswith(suffix):
                 continue
-            stem = path.stem
-            if suffix:
-                if not stem.endswith(suffix):
-                    continue
-                stem = stem[: -len(suffix)]
-            if stem in by_stem:
-                duplicates.append(path)
-            else:
-                by_stem[stem] = path
+            stem = stem[: -len(suffix)]
+        if stem in by_stem:
+            duplicates.append(path)
+        else:
+            by_stem[stem] = path
     return by_stem, duplicates
 
 
@@ -156,8 +129,9 @@ def resolve_listed_path(text: str, root: Path) -> Path:
 class SegmentationSource:
     """Images paired with label masks; the whole dataset is checked when opened.
 
-    Subclasses find the pairs and call :meth:`_open`. The check reads image headers (sizes) and decodes every
-    mask (labels), and raises ONE :class:`DatasetError` listing every problem with the first few offending files.
+    Subclasses find the pairs and call :meth:`_open`. The check decodes every image completely once (a truncated
+    file is found at open, not mid-epoch; verdicts are cached by file size and time) and every mask (labels),
+    and raises ONE :class:`DatasetError` listing every problem with the first few offending files.
 
     Attributes:
         names: file stems, in file order.
@@ -202,7 +176,7 @@ class SegmentationSource:
     def load_mask(self, index: int) -> np.ndarray:
         """int32 ``(H, W)`` labels of example ``index`` (``ignore_label`` where unlabelled)."""
         path = self.paths[index][1]
-        labels, unknown = self._decode(read_raw_mask(path), path)
+        labels, unknown = self._decode(read_mask(path), path)
         if len(unknown):
             raise DatasetError(f"{path}: colours not in the palette: {unknown[:5].tolist()}")
         return labels
@@ -226,42 +200,50 @@ class SegmentationSource:
         return raw.astype(np.int32, copy=False), np.empty((0, 3), np.int64)
 
     # ------------------------------------------------------------------------------------------------- check
-    def _check_one(self, index: int) -> tuple[int, dict[str, str], Optional[tuple[int, int]], Optional[Counter]]:
+    def _check_one(self, index: int) -> tuple[list[tuple[str, str]], Optional[tuple[int, int]], Optional[Counter]]:
+        """``(problems as (kind, item) pairs, image size or None, label histogram or None)`` of one pair."""
         image_path, mask_path = self.paths[index]
+        found: list[tuple[str, str]] = []
+        size = None
+        reason = self._bad_images.get(image_path)
+        if reason is None:
+            try:
+                size = image_size(image_path)  # header only: the pixels were verified whole already
+            except ImageReadError as error:
+                reason = error.reason
+        if reason is not None:
+            found.append(("unreadable", f"{image_path} ({reason})"))
         try:
-            with Image.open(image_path) as header:
-                width, height = header.size  # header only: no pixel decoding
-        except (OSError, ValueError) as e:
-            return index, {"unreadable": f"{image_path} ({type(e).__name__})"}, None, None
-        try:
-            raw = read_raw_mask(mask_path)
+            raw = read_mask(mask_path)
             labels, unknown = self._decode(raw, mask_path)
-        except DatasetError:
-            return index, {"unreadable": str(mask_path)}, None, None
+        except ImageReadError as error:
+            return found + [("unreadable", f"{mask_path} ({error.reason})")], None, None
         except _ColourWithoutPalette:
-            return index, {"colour_without_palette": str(mask_path)}, None, None
-        found: dict[str, str] = {}
-        if labels.shape != (height, width):
-            found["size"] = (f"{self.names[index]} (image {height}x{width}, mask "
-                             f"{labels.shape[0]}x{labels.shape[1]}, as HxW)")
+            return found + [("colour_without_palette", str(mask_path))], None, None
+        if size is not None and labels.shape != size:
+            found.append(("size", f"{self.names[index]} (image {size[0]}x{size[1]}, mask "
+                                  f"{labels.shape[0]}x{labels.shape[1]}, as HxW)"))
         if len(unknown):
             shown = ", ".join(str(c) for c in unknown[:3].tolist()) + (" ..." if len(unknown) > 3 else "")
-            found["colours"] = f"{mask_path} ({shown})"
+            found.append(("colours", f"{mask_path} ({shown})"))
         histogram = _label_histogram(raw if raw.ndim == 2 else labels)
         num_classes, ignore = self.info["num_classes"], self.info["ignore_label"]
         bad = sorted(v for v in histogram if not (0 <= v < num_classes or v == ignore or (len(unknown) and v == -1)))
         if bad:
             shown = ", ".join(map(str, bad[:6])) + (" ..." if len(bad) > 6 else "")
-            found["labels"] = f"{mask_path} (values {shown})"
-        return index, found, (height, width), histogram
+            found.append(("labels", f"{mask_path} (values {shown})"))
+        return found, size, histogram
 
     def _check(self, problems: dict[str, list[str]]) -> None:
+        """Decode every image whole (cached verdicts, see :func:`densevision.data.io.verify_images`) and every mask
+        (labels counted each time), then raise one error listing every problem."""
+        self._bad_images = verify_images([image for image, _ in self.paths], desc=f"checking {self._where}")
         sizes: Counter = Counter()
         labels: Counter = Counter()
-        workers = min(8, os.cpu_count() or 1)  # OpenCV and zlib release the GIL
+        workers = min(8, os.cpu_count() or 1)  # Pillow and zlib decode outside the GIL
         with ThreadPoolExecutor(workers) as pool:
-            for _, found, size, histogram in pool.map(self._check_one, range(len(self))):
-                for kind, item in found.items():
+            for found, size, histogram in pool.map(self._check_one, range(len(self))):
+                for kind, item in found:
                     problems.setdefault(kind, []).append(item)
                 if size is not None:
                     sizes[size] += 1
@@ -282,7 +264,8 @@ class SegmentationSource:
             lines.append(f"  - no image/mask pairs found; {self.layout_hint()}")
         for kind, what in _PROBLEM_KINDS.items():
             if problems.get(kind):
-                lines.append("  - " + summarize_items(problems[kind], what.format(expected=expected_labels)))
+                what = what.format(expected=expected_labels, colour_hint=self.colour_mask_hint())
+                lines.append("  - " + summarize_items(problems[kind], what))
         if problems.get("colours"):
             palette = [tuple(int(c) for c in row) for row in self.info["palette"]]
             lines.append(f"    palette (label: colour): {dict(enumerate(palette))}")
@@ -291,6 +274,10 @@ class SegmentationSource:
     def layout_hint(self) -> str:
         """One line on the expected folder layout (shown with pairing errors)."""
         return "expected images and masks with matching file stems"
+
+    def colour_mask_hint(self) -> str:
+        """How to use colour masks with this source (shown when a colour mask is found and cannot be decoded)."""
+        return "set data.palette: [[r, g, b], ...], one colour per class, to decode them"
 
 
 class _ColourWithoutPalette(Exception):
@@ -321,8 +308,8 @@ def pair_by_stem(image_dir: Path, mask_dir: Path, mask_suffix: str, problems: di
 
     With ``stems`` (from a split list), only those stems are paired and any that is missing is a problem.
     """
-    images, image_duplicates = list_files(image_dir, IMAGE_EXTENSIONS)
-    masks, mask_duplicates = list_files(mask_dir, MASK_EXTENSIONS, mask_suffix)
+    images, image_duplicates = list_files(image_dir, IMAGE_EXTENSIONS, problems=problems)
+    masks, mask_duplicates = list_files(mask_dir, MASK_EXTENSIONS, mask_suffix, problems=problems)
     problems.setdefault("duplicate", []).extend(map(str, image_duplicates + mask_duplicates))
     if stems is None:
         problems.setdefault("no_mask", []).extend(str(images[s]) for s in images if s not in masks)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import errno
 import os
+import re
 import shutil
-import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import keras
 
+from densevision import files
+from densevision.errors import DensevisionError, OutputError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(DensevisionError, RuntimeError):
     """A checkpoint or run folder that cannot be written or read; the message names the file."""
 
 
@@ -38,23 +41,13 @@ def new_run_dir(output_dir: str | os.PathLike, recipe_name: str) -> Path:
     raise CheckpointError(f"could not find a free run folder name under {parent}")
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path`` (same folder, so the rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+def _atomic_write(path: Path, write, fsync: bool = True) -> None:
+    """:func:`densevision.files.atomic_write`, with write failures (full disk, read-only folder) as
+    :class:`CheckpointError`; checkpoints are flushed to the disk before the rename."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        reason = "the disk is full" if e.errno == errno.ENOSPC else e.strerror or str(e)
-        raise CheckpointError(f"could not write {path}: {reason}") from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        files.atomic_write(path, write, fsync=fsync)
+    except OutputError as error:
+        raise CheckpointError(str(error)) from None
 
 
 def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> None:
@@ -63,7 +56,56 @@ def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> None:
 
 
 def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy a checkpoint atomically (``best.keras`` from ``last.keras``)."""
     _atomic_write(Path(dst), lambda tmp: shutil.copyfile(src, tmp))
+
+
+# Temporary files of the atomic writer before densevision.files existed: ``.last-k3j4h5g6.keras``.
+_LEGACY_TEMP = re.compile(r"^\.[^.].*-[a-z0-9_]{8}\.(keras|csv|h5)$")
+
+
+def clean_stale_temp_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files a hard kill (``kill -9``) during a write left in a run folder; return them.
+
+    Looks in ``run_dir`` and ``run_dir/checkpoints``. Call it when resuming, before anything writes there.
+    """
+    run_dir = Path(run_dir)
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints"):
+        removed += files.remove_stale_temp_files(folder)
+        if folder.is_dir():
+            for path in sorted(folder.glob(".*")):
+                if _LEGACY_TEMP.match(path.name) and path.is_file() and not path.is_symlink():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    return removed
+
+
+def check_keras_file(path: str | os.PathLike, what: str = "checkpoint") -> Path:
+    """Check that ``path`` is an existing, complete ``.keras`` archive before Keras reads it.
+
+    Keras answers a truncated ``.keras`` file with "File not found" (it is no zip archive any more); this names
+    the real problem.
+
+    Raises:
+        CheckpointError: ``"<what> <path> does not exist"`` or ``"<what> <path> is not a valid .keras file
+            (truncated or corrupt): ..."``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        reason = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"{what} {path} {reason}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{what} {path} is not a valid .keras file (truncated or corrupt): it is empty (0 bytes)")
+    try:
+        valid = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise CheckpointError(f"{what} {path} cannot be read: {files.describe_os_error(error)}") from None
+    if not valid:
+        raise CheckpointError(f"{what} {path} is not a valid .keras file (truncated or corrupt): no complete zip "
+                              f"archive in its {size:,} bytes; use another checkpoint (best.keras / last.keras)")
+    return path
 
 
 def restore_training_state(model: keras.Model, path: str | os.PathLike) -> None:
@@ -73,7 +115,9 @@ def restore_training_state(model: keras.Model, path: str | os.PathLike) -> None:
     learning-rate schedule continues where it stopped.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.suffix == ".keras":
+        check_keras_file(path)
+    elif not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         model.load_weights(path)
@@ -85,7 +129,10 @@ def restore_training_state(model: keras.Model, path: str | os.PathLike) -> None:
 def load_model_weights(model: keras.Model, path: str | os.PathLike) -> None:
     """Copy model weights (not optimiser state) from a ``.keras`` or ``.weights.h5`` file into ``model``
     (``train.init_weights``)."""
-    load_checkpoint(path, model=model)
+    try:
+        load_checkpoint(path, model=model)
+    except CheckpointError as error:
+        raise CheckpointError(f"train.init_weights: {error}") from None
 
 
 def read_history(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -147,18 +194,17 @@ def load_checkpoint(path: str | os.PathLike, recipe=None, model: keras.Model | N
         raise CheckpointError(
             f"checkpoint {path}: expected a .keras model or a .weights.h5 file (got suffix {path.suffix!r})"
         )
-    if not path.is_file():
+    if name.endswith(".keras"):
+        check_keras_file(path)
+    elif not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     register_custom_objects()
     if name.endswith(".keras"):
         try:
             saved = _load_strictly(lambda: keras.saving.load_model(path, safe_mode=True, compile=False))
-        except Exception as error:  # corrupt zip, unknown layer, truncated file
-            reason = f"{type(error).__name__}: {error}"
-            if isinstance(error, (FileNotFoundError, OSError, ValueError)) and "zip" in reason.lower() \
-                    or "File not found" in reason:
-                reason = "not a valid .keras file: truncated or corrupt"
-            raise CheckpointError(f"checkpoint {path} could not be loaded ({reason})") from None
+        except Exception as error:  # unknown layer, damaged member inside a complete zip
+            raise CheckpointError(f"checkpoint {path} could not be loaded ({type(error).__name__}: {error}); "
+                                  f"it may be corrupt or need a newer densevision") from None
         if model is None:
             return saved
         try:

@@ -9,10 +9,12 @@ import tempfile
 
 import tensorflow as tf
 
+from densevision.errors import DensevisionError
+
 log = logging.getLogger(__name__)
 
 
-class DistributeError(RuntimeError):
+class DistributeError(DensevisionError, RuntimeError):
     """A distribution set-up that cannot work (e.g. multi_worker without TF_CONFIG)."""
 
 

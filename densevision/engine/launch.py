@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from densevision.recipes import RecipeError, load_recipe
@@ -12,29 +11,36 @@ EXIT_RECIPE_ERROR = 2
 
 def run_training(recipe_path: str | None, overrides: list[str] = (), output: str | None = None,
                  resume: str | None = None, demo: bool = False, dry_run: bool = False) -> int:
-    """Validate, then train (or only build, with ``dry_run``). Returns the process exit code.
+    """Validate, then train (or only build, with ``dry_run``). Returns 0.
 
-    Recipe and dataset errors print one message on stderr and return 2 before any work starts.
+    Everything a user can fix is checked before any work starts and raised as a
+    :class:`~densevision.errors.DensevisionError` (recipe, dataset, output folder, checkpoint), which
+    :mod:`densevision.cli` turns into one ``error:`` line and exit code 2.
+
+    Raises:
+        RecipeError: a missing or invalid recipe, a model that cannot be built (``dry_run``).
+        OutputError: the output folder (``--output`` or ``output.dir``) is a file or not writable.
+        DatasetError, CheckpointError, DistributeError: from opening the data and the run folder.
     """
-    from densevision.data.errors import DatasetError
+    from densevision.files import check_writable_dir
 
-    try:
-        if resume:
-            saved = Path(resume) / "recipe.yaml"
-            if not saved.is_file():
-                raise RecipeError(f"{saved}: not found; --resume takes a run folder made by tools/train.py")
-            recipe = load_recipe(saved, overrides)
-        else:
-            if recipe_path is None:
-                raise RecipeError("a recipe file is required (or --resume RUN_DIR)")
-            recipe = load_recipe(recipe_path, overrides, demo=demo)
-            if demo:
-                from densevision.engine.demo import apply_demo
+    if resume:
+        saved = Path(resume) / "recipe.yaml"
+        if not saved.is_file():
+            raise RecipeError(f"{saved}: not found; --resume takes a run folder made by tools/train.py")
+        recipe = load_recipe(saved, overrides)
+        check_writable_dir(resume, what="run folder")
+    else:
+        if recipe_path is None:
+            raise RecipeError("a recipe file is required (or --resume RUN_DIR)")
+        recipe = load_recipe(recipe_path, overrides, demo=demo)
+        if not dry_run:  # before the data is opened and the model built: fail in seconds, not minutes
+            check_writable_dir(output or recipe.output.dir,
+                               what="--output folder" if output else "output folder (output.dir)")
+        if demo:
+            from densevision.engine.demo import apply_demo
 
-                recipe = apply_demo(recipe)
-    except (RecipeError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_RECIPE_ERROR
+            recipe = apply_demo(recipe)
 
     if dry_run:
         from densevision.models import build_model
@@ -42,25 +48,16 @@ def run_training(recipe_path: str | None, overrides: list[str] = (), output: str
         try:
             model = build_model(recipe)
         except (ValueError, TypeError) as e:
-            print(f"error: {recipe.source}: model could not be built: {e}", file=sys.stderr)
-            return EXIT_RECIPE_ERROR
+            raise RecipeError(f"{recipe.source}: model could not be built: {e}") from None
         model.summary(line_length=110)
         print(f"recipe {recipe.source}: valid; model {recipe.model.name} has {model.count_params():,} parameters")
         return 0
 
-    from densevision.engine.checkpoints import CheckpointError
-    from densevision.engine.distribute import DistributeError, make_strategy
+    from densevision.engine.distribute import make_strategy
 
-    try:
-        # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
-        strategy = make_strategy(recipe.distribute.strategy, recipe.distribute.devices)
-        from densevision.engine.trainer import train
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+    strategy = make_strategy(recipe.distribute.strategy, recipe.distribute.devices)
+    from densevision.engine.trainer import train
 
-        train(recipe, output_dir=output, resume_dir=resume, strategy=strategy)
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_RECIPE_ERROR
-    except (CheckpointError, DistributeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    train(recipe, output_dir=output, resume_dir=resume, strategy=strategy)
     return 0

@@ -14,6 +14,9 @@ Arrays: images float32 (or uint8) RGB in [0, 255], ``(H, W, 3)`` or ``(B, H, W, 
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 import weakref
 from typing import Literal, Optional, Sequence
 
@@ -268,44 +271,48 @@ def overlay_heatmap(
 
 # --------------------------------------------------------------------------------- the tool's command
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
+def expand_inputs(inputs: Sequence[str], recursive: bool = True) -> list:
+    """Image files from files, folders (walked recursively) and glob patterns: ``[(path, relative path)]``.
 
-def expand_inputs(inputs: Sequence[str]) -> list:
-    """Image files from files and folders (a folder's images sorted by name, not recursive)."""
-    from pathlib import Path
+    See :func:`densevision.data.io.list_images` (raises ``DatasetError`` naming every bad input).
+    """
+    from densevision.data.io import list_images
 
-    files = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise FileNotFoundError(f"{path}: folder holds no {'/'.join(IMAGE_EXTENSIONS)} images")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such image file or folder")
-    return files
+    return list_images(inputs, recursive=recursive)
 
 
 def load_classifier(recipe, weights: str) -> keras.Model:
     """The recipe's classifier with ``weights``: a ``.keras`` model (loaded with ``safe_mode=True``; its own
-    architecture) or a ``.weights.h5`` for the model the recipe builds."""
-    import os
+    architecture) or a ``.weights.h5`` for the model the recipe builds.
 
+    Raises:
+        CheckpointError: a missing, truncated or corrupt file, or one that does not fit the recipe's model.
+    """
+    from densevision.engine.checkpoints import CheckpointError, check_keras_file
     from densevision.models import build_model
 
-    if not os.path.isfile(weights):
-        raise FileNotFoundError(f"--weights {weights}: file not found")
+    weights = str(weights)
     if weights.endswith(".keras"):
-        return keras.saving.load_model(weights, safe_mode=True, compile=False)
+        check_keras_file(weights, what="--weights")
+        try:
+            return keras.saving.load_model(weights, safe_mode=True, compile=False)
+        except Exception as error:  # noqa: BLE001 - unknown layers, damaged members: all mean "cannot use it"
+            raise CheckpointError(f"--weights {weights} could not be loaded ({type(error).__name__}: "
+                                  f"{str(error).splitlines()[0] if str(error) else ''})") from None
     if weights.endswith(".weights.h5"):
+        import os
+
+        if not os.path.isfile(weights):
+            raise CheckpointError(f"--weights {weights} does not exist")
         model = build_model(recipe)
-        model.load_weights(weights)
+        try:
+            model.load_weights(weights)
+        except Exception as error:  # noqa: BLE001
+            raise CheckpointError(f"--weights {weights} does not fit the model of recipe {recipe.name!r} "
+                                  f"({type(error).__name__}: {error})") from None
         return model
-    raise ValueError(f"--weights {weights}: expected a .keras checkpoint or a .weights.h5 file")
+    raise CheckpointError(f"--weights {weights}: expected a .keras checkpoint or a .weights.h5 file")
 
 
 def recipe_class_names(recipe, num_classes: int) -> list[str]:
@@ -326,17 +333,95 @@ def recipe_class_names(recipe, num_classes: int) -> list[str]:
 
 
 def resolve_class(choice: Optional[str], class_names: Sequence[str]) -> Optional[int]:
-    """``--class``: a class name or an index -> index; ``None`` stays ``None`` (each image's top-1)."""
+    """``--class``: a class name or an index -> index; ``None`` stays ``None`` (each image's top-1).
+
+    Raises:
+        UsageError: neither a class name nor an index in range (with a did-you-mean suggestion).
+    """
     if choice is None:
         return None
     if choice in class_names:
         return list(class_names).index(choice)
     if str(choice).lstrip("-").isdigit() and 0 <= int(choice) < len(class_names):
         return int(choice)
+    from densevision.errors import UsageError
     from densevision.registry import did_you_mean
 
-    raise ValueError(f"--class {choice!r}: not a class name or index 0..{len(class_names) - 1}"
+    raise UsageError(f"--class {choice!r}: not a class name or index 0..{len(class_names) - 1}"
                      f"{did_you_mean(choice, class_names)}")
+
+
+def check_options(k: int, scales: Sequence[float], stride: Optional[int], reduce: str) -> None:
+    """The tool's numeric options, checked before anything is loaded.
+
+    Raises:
+        UsageError: ``--top-k`` below 1, a scale that is not positive, a stride below 1, an unknown reduction.
+    """
+    from densevision.errors import UsageError
+
+    if int(k) < 1:
+        raise UsageError(f"--top-k {k}: expected a positive number of labels to show per image, e.g. 5")
+    bad = [s for s in scales if not s > 0]
+    if not len(scales) or bad:
+        raise UsageError(f"--scales {' '.join(map(str, scales))}: expected positive image scales, e.g. 1.0 1.5")
+    if stride is not None and int(stride) < 1:
+        raise UsageError(f"--stride {stride}: expected a positive number of pixels (the network stride or a "
+                         f"divisor of it)")
+    if reduce not in ("mean", "max"):
+        raise UsageError(f"--reduce {reduce!r}: expected 'mean' or 'max'")
+
+
+def _class_file_part(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", str(name)).strip("._") or "class"
+
+
+def plan_sliding_outputs(files: Sequence[tuple], out_dir, class_names: Sequence[str], chosen: Optional[int],
+                         overwrite: bool):
+    """Every file the tool will write, checked before the first image is processed.
+
+    Per input ``(path, relative)``: ``<out>/<relative>_scores.npz`` and ``<out>/<relative>_<class>.png`` (the
+    class is ``chosen``, else the image's top-1, so every class's name is checked for an existing file), plus
+    ``<out>/results.json``.
+
+    Returns:
+        ``(plan, [(path, relative, npz path, heat map path prefix)])``.
+
+    Raises:
+        OutputError: two inputs with the same relative path (from different folders), existing outputs without
+            ``overwrite``, an output folder that is a file or not writable.
+    """
+    from pathlib import Path
+
+    from densevision.errors import OutputError
+    from densevision.files import plan_outputs
+
+    out_dir = Path(out_dir)
+    results_path = out_dir / "results.json"
+    planned = [("results", results_path)]
+    rows = []
+    parts = [_class_file_part(n) for n in class_names]
+    for path, relative in files:
+        # named by the relative path WITH its extension: a.jpg and a.png never write the same file
+        base = out_dir / relative
+        npz = base.with_name(base.name + "_scores.npz")
+        planned.append((str(path), npz))
+        if chosen is not None:
+            planned.append((str(path), base.with_name(f"{base.name}_{parts[chosen]}.png")))
+        rows.append((path, relative, npz, base))
+    plan = plan_outputs(planned, overwrite=overwrite,
+                        hint="choose another --output folder")
+    if not overwrite and chosen is None:  # the class of each heat map is known only later: any class counts
+        existing = []
+        listings: dict = {}
+        for _, _, _, base in rows:
+            names = listings.setdefault(base.parent, set(os.listdir(base.parent)) if base.parent.is_dir() else set())
+            existing += [base.parent / f"{base.name}_{part}.png" for part in parts
+                         if f"{base.name}_{part}.png" in names]
+        if existing:
+            shown = ", ".join(map(str, existing[:5])) + (f" (and {len(existing) - 5} more)" if len(existing) > 5 else "")
+            raise OutputError(f"{len(existing)} output file(s) already exist: {shown}; pass --overwrite to replace "
+                              f"them or choose another --output folder")
+    return plan, rows, results_path
 
 
 def sliding_classify_command(
@@ -353,14 +438,28 @@ def sliding_classify_command(
     demo: bool = False,
     conv_bands: Optional[str] = "auto-cpu",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> int:
     """``tools/sliding_classify.py``: dense class-score maps, image-level top-k and heat-map overlays.
 
-    For each image writes ``output/<stem>_<class>.png`` (the image beside the heat map of the chosen class,
-    default the image's top-1, over it) and ``output/<stem>_scores.npz`` (one ``(rows, cols, K)`` logit map
-    per scale), and ``output/results.json`` for all images; prints the top-k classes per image. Returns the exit code.
+    For each input image (files, folders walked recursively, glob patterns), named by its path relative to the
+    folder it was found in *with* its extension (``sub/a.jpg``), writes ``output/sub/a.jpg_<class>.png`` (the
+    image beside the heat map of the chosen class, default the image's top-1) and ``output/sub/a.jpg_scores.npz``
+    (one ``(rows, cols, K)`` logit map per scale), and ``output/results.json`` for all images; prints the top-k
+    classes per image.
+
+    Every output is planned before the first image: existing files are refused unless ``overwrite``, two inputs
+    that would write the same file are refused. An image that cannot be read or is smaller than the window is
+    skipped with a warning and listed under ``"failures"`` in ``results.json``, which is always written (also
+    when the run is interrupted: ``"complete": false``).
+
+    Returns:
+        0, or 1 if an image was skipped.
+
+    Raises:
+        UsageError, RecipeError, DatasetError (inputs), CheckpointError, OutputError: before any image is
+            processed.
     """
-    import json
     from pathlib import Path
 
     from tqdm import tqdm
@@ -368,11 +467,18 @@ def sliding_classify_command(
     import densevision.data.image_folder  # noqa: F401  (registers image_folder)
     import densevision.models.classifier  # noqa: F401  (registers classifier)
     import densevision.tasks.classification  # noqa: F401  (registers the task)
+    from densevision.data.errors import ImageReadError
+    from densevision.data.io import read_image
+    from densevision.engine.checkpoints import CheckpointError
+    from densevision.errors import UsageError
+    from densevision.files import check_writable_dir, write_json, write_npz, write_png
     from densevision.inference.fully_convolutional import to_fully_convolutional
-    from densevision.data.image_folder import read_rgb
     from densevision.recipes import load_recipe
     from densevision.visualization.segmentation import side_by_side
 
+    check_options(k, scales, stride, reduce)
+    scales = [float(s) for s in scales]
+    check_writable_dir(output, what="--output folder")
     recipe = load_recipe(recipe_path, overrides=list(overrides), demo=demo)
     if demo:
         from densevision.engine.demo import apply_demo
@@ -382,43 +488,57 @@ def sliding_classify_command(
     model = load_classifier(recipe, weights)
     window = tuple(model.inputs[0].shape[1:3])
     if None in window:
-        raise ValueError(f"the model's input size is {window}: sliding needs the fixed size it was trained at")
+        raise CheckpointError(f"--weights {weights}: the model's input size is {window}; sliding needs the fixed "
+                              f"size it was trained at (a classifier with input_shape set)")
     if conv_bands == "auto-cpu":  # strips help oneDNN on CPU only
         conv_bands = None if tf.config.list_physical_devices("GPU") else "auto"
     fc_model = to_fully_convolutional(model, conv_bands=conv_bands)
     net_stride = network_stride(fc_model, window)
     stride = net_stride[0] if stride is None else int(stride)
+    if net_stride[0] % stride or net_stride[1] % stride:
+        divisors = [d for d in range(net_stride[0], 0, -1) if net_stride[0] % d == 0][:4]
+        raise UsageError(f"--stride {stride}: must divide the network stride {net_stride[0]} "
+                         f"(e.g. {', '.join(map(str, divisors))})")
     class_names = recipe_class_names(recipe, int(fc_model.outputs[0].shape[-1]))
     chosen = resolve_class(class_choice, class_names)
     out_dir = Path(output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    plan, rows, results_path = plan_sliding_outputs(files, out_dir, class_names, chosen, overwrite)
+    plan.make_folders()
     print(f"window {window[0]}x{window[1]}, network stride {net_stride[0]}, sliding stride {stride}, "
-          f"scales {list(scales)}, reduce {reduce}, {len(files)} image(s) -> {out_dir}")
+          f"scales {scales}, reduce {reduce}, {len(files)} image(s) -> {out_dir}")
 
-    results, failures = [], 0
-    for path in tqdm(files, desc="sliding", unit="image", disable=not progress):
-        image = read_rgb(path)
-        try:
-            maps = multiscale_scores(fc_model, image, window, scales, stride, net_stride)
-        except ValueError as error:
-            tqdm.write(f"{path}: skipped: {error}")
-            failures += 1
-            continue
-        probabilities = image_scores(maps, reduce)
-        best = top_k(probabilities, k, class_names)
-        index = best[0][0] if chosen is None else chosen
-        heat = multiscale_heatmap(maps, scales, index, image.shape[:2], window, stride)
-        name = class_names[index].replace("/", "_")
-        picture = side_by_side([image, overlay_heatmap(image, heat)])
-        cv2.imwrite(str(out_dir / f"{path.stem}_{name}.png"), picture[..., ::-1])  # RGB -> OpenCV's BGR
-        np.savez_compressed(out_dir / f"{path.stem}_scores.npz", **{f"scale_{s:g}": m for s, m in zip(scales, maps)})
-        tqdm.write(f"{path}: " + ", ".join(f"{label} {score:.3f}" for _, label, score in best))
-        results.append({
-            "image": str(path), "size": list(image.shape[:2]), "maps": [list(m.shape[:2]) for m in maps],
-            "top_k": [{"index": i, "class": label, "score": score} for i, label, score in best],
-            "heatmap_class": class_names[index],
-        })
+    results, failures = [], []
     summary = {"recipe": str(recipe_path), "weights": str(weights), "window": list(window), "stride": stride,
-               "scales": list(scales), "reduce": reduce, "class_names": class_names, "images": results}
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
+               "scales": scales, "reduce": reduce, "class_names": class_names, "complete": False,
+               "images": results, "failures": failures}
+    try:
+        for path, relative, npz_path, base in tqdm(rows, desc="sliding", unit="image", disable=not progress):
+            try:
+                image = read_image(path)
+                maps = multiscale_scores(fc_model, image, window, scales, stride, net_stride)
+            except (ImageReadError, ValueError) as error:  # unreadable, or smaller than the window
+                reason = error.reason if isinstance(error, ImageReadError) else str(error)
+                tqdm.write(f"warning: {path}: skipped: {reason}", file=sys.stderr)
+                failures.append({"image": str(path), "relative": relative, "error": reason})
+                continue
+            probabilities = image_scores(maps, reduce)
+            best = top_k(probabilities, k, class_names)
+            index = best[0][0] if chosen is None else chosen
+            heat = multiscale_heatmap(maps, scales, index, image.shape[:2], window, stride)
+            picture_path = base.with_name(f"{base.name}_{_class_file_part(class_names[index])}.png")
+            write_png(picture_path, side_by_side([image, overlay_heatmap(image, heat)]))
+            write_npz(npz_path, **{f"scale_{s:g}": m for s, m in zip(scales, maps)})
+            tqdm.write(f"{path}: " + ", ".join(f"{label} {score:.3f}" for _, label, score in best))
+            results.append({
+                "image": str(path), "relative": relative, "size": list(image.shape[:2]),
+                "maps": [list(m.shape[:2]) for m in maps],
+                "top_k": [{"index": i, "class": label, "score": score} for i, label, score in best],
+                "heatmap_class": class_names[index], "heatmap": str(picture_path), "scores": str(npz_path),
+            })
+        summary["complete"] = True
+    finally:  # partial results are results too: written even when a later image or Ctrl-C stops the run
+        write_json(results_path, summary)
+    if failures:
+        print(f"{len(failures)} of {len(rows)} image(s) skipped (listed under 'failures' in {results_path})",
+              file=sys.stderr)
     return 1 if failures else 0

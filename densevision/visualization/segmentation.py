@@ -7,7 +7,6 @@ palettes uint8 ``(K, 3)`` (row ``c`` is the RGB colour of class ``c``).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -77,17 +76,11 @@ def side_by_side(panels: Sequence[np.ndarray], gap: int = 4, gap_value: int = 25
 
 
 def write_png(path: str | os.PathLike, picture: np.ndarray) -> None:
-    """Write an RGB uint8 ``(H, W, 3)`` picture or an ``(H, W)`` label map (uint8/uint16) as PNG, atomically."""
-    import cv2
+    """Write an RGB uint8 ``(H, W, 3)`` picture or an ``(H, W)`` label map (uint8/uint16) as PNG, atomically
+    (:func:`densevision.files.write_png`)."""
+    from densevision.files import write_png as write
 
-    path = Path(path)
-    array = np.asarray(picture)
-    if array.ndim == 3:
-        array = cv2.cvtColor(array.astype(np.uint8), cv2.COLOR_RGB2BGR)
-    tmp = path.with_name(path.name + ".tmp.png")
-    if not cv2.imwrite(str(tmp), array):
-        raise OSError(f"could not write PNG {path}")
-    os.replace(tmp, path)
+    write(path, picture)
 
 
 def save_confusion_matrix_png(
@@ -129,7 +122,6 @@ def save_confusion_matrix_png(
                 colour = "white" if values[row, column] > threshold else "black"
                 axes.text(column, row, text, ha="center", va="center", fontsize=7, color=colour)
     figure.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    figure.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    from densevision.files import atomic_write
+
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))

@@ -1,0 +1,158 @@
+"""Do the recipe, the dataset and a checkpoint fit together? Checked when they meet, before any step runs.
+
+A model with fewer outputs than the dataset has labels fails only after the first training step (or evaluates
+nonsense); a checkpoint trained for another dataset loads without complaint when only its last layer differs.
+These checks name both sides instead:
+
+- :func:`check_model_matches_data` — the recipe's ``model.num_classes`` / ``model.num_joints`` against the
+  dataset ``info`` (call it once the sources are open, before building the model);
+- :func:`check_checkpoint_matches` — a loaded model's outputs and input against the recipe and the dataset.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any, Optional
+
+from densevision.recipes import RecipeError
+
+#: (model option, info key, noun) for each kind of output count a dataset defines
+_OUTPUT_COUNTS = (("num_classes", "num_classes", "classes"), ("num_joints", "num_joints", "joints"))
+
+
+def _builder_default(recipe, option: str) -> Optional[int]:
+    """The model builder's default for ``option`` when the recipe does not set it."""
+    from densevision.registry import MODELS, UnknownNameError
+
+    try:
+        builder = MODELS.get(recipe.model.name)
+    except UnknownNameError:
+        return None
+    target = builder.__init__ if inspect.isclass(builder) else builder
+    try:
+        parameter = inspect.signature(target).parameters.get(option)
+    except (TypeError, ValueError):
+        return None
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return parameter.default
+
+
+def _data_count(info: dict[str, Any], key: str) -> Optional[int]:
+    if info.get(key) is not None:
+        return int(info[key])
+    names = {"num_classes": "class_names", "num_joints": "joint_names"}[key]
+    return len(info[names]) if info.get(names) is not None else None
+
+
+def _where(recipe) -> str:
+    return getattr(recipe, "source", None) or getattr(recipe, "name", None) or "<recipe>"
+
+
+def _dataset_name(recipe) -> str:
+    data = getattr(recipe, "data", None)
+    return f"dataset {data.name!r}" if data is not None else "the dataset"
+
+
+def check_model_matches_data(recipe, info: dict[str, Any]) -> None:
+    """The recipe's model predicts as many classes (or joints) as the dataset defines.
+
+    Compares ``model.num_classes`` / ``model.num_joints`` (the recipe's value, else the builder's default) with
+    ``info["num_classes"]`` / ``info["num_joints"]`` (or the length of ``class_names`` / ``joint_names``).
+
+    Raises:
+        RecipeError: ``"model.num_classes is 5 but dataset 'camvid' has 11 classes (labels 0..10); set
+            model.num_classes: 11"``; fewer outputs than labels would fail after the first step, more would
+            predict classes that never occur.
+    """
+    kwargs = recipe.model.kwargs()
+    for option, key, noun in _OUTPUT_COUNTS:
+        in_data = _data_count(info, key)
+        if in_data is None:
+            continue
+        declared = kwargs.get(option, _builder_default(recipe, option))
+        if declared is None or int(declared) == in_data:
+            continue
+        declared = int(declared)
+        names = info.get("class_names" if key == "num_classes" else "joint_names") or []
+        shown = f": {', '.join(map(str, names[:8]))}{' ...' if len(names) > 8 else ''}" if names else ""
+        if declared < in_data:
+            consequence = (f"labels {declared}..{in_data - 1} would have no output" if key == "num_classes"
+                           else f"joints {declared}..{in_data - 1} would have no heatmap")
+        else:
+            consequence = f"the model would predict {declared - in_data} {noun} the dataset never has"
+        raise RecipeError(f"{_where(recipe)}: model.{option} is {declared} but {_dataset_name(recipe)} has "
+                          f"{in_data} {noun}{shown} ({consequence}); set model.{option}: {in_data}")
+
+
+def checkpoint_summary(model) -> dict[str, Any]:
+    """What a loaded model takes and gives, for comparing with a recipe and a dataset.
+
+    Returns:
+        ``{"input_shape": [H|None, W|None, C], "output_channels": K (last axis of the last output),
+        "output_rank": rank of that output including the batch (2: one answer per image, 4: per pixel or per
+        heatmap cell), "num_outputs": n}``. With a list of outputs (one per hourglass stack) the last is used.
+    """
+    inputs = model.inputs
+    outputs = model.outputs
+    last = outputs[-1]
+    input_shape = list(inputs[0].shape[1:]) if inputs else None
+    return {
+        "input_shape": [None if d is None else int(d) for d in input_shape] if input_shape is not None else None,
+        "output_channels": None if last.shape[-1] is None else int(last.shape[-1]),
+        "output_rank": len(last.shape),
+        "num_outputs": len(outputs),
+    }
+
+
+def check_checkpoint_matches(model, recipe, info: Optional[dict[str, Any]], path: str | os.PathLike) -> dict:
+    """A loaded checkpoint fits the recipe and the dataset: as many output channels as classes (or joints), an
+    input of 3 channels, and (when the recipe fixes one, as classifiers do) the recipe's input size.
+
+    Args:
+        model: the loaded ``keras.Model``.
+        recipe: the validated recipe.
+        info: the dataset source's ``info`` (``None`` when the dataset is not available: the recipe's own
+            ``model.num_classes`` / ``num_joints`` is used).
+        path: the checkpoint file, for the message.
+
+    Returns:
+        :func:`checkpoint_summary` of the model.
+
+    Raises:
+        CheckpointError: ``"checkpoint X predicts 12 classes, the dataset 'camvid' has 11"`` and likewise for
+            joints, input channels and input size.
+    """
+    from densevision.engine.checkpoints import CheckpointError
+
+    summary = checkpoint_summary(model)
+    channels = summary["output_channels"]
+    kwargs = recipe.model.kwargs()
+    problems = []
+    for option, key, noun in _OUTPUT_COUNTS:
+        expected, source = None, None
+        if info is not None and _data_count(info, key) is not None:
+            expected, source = _data_count(info, key), _dataset_name(recipe)
+        elif kwargs.get(option) is not None:
+            expected, source = int(kwargs[option]), f"the recipe (model.{option})"
+        if expected is None:
+            continue
+        if channels is not None and channels != expected:
+            problems.append(f"predicts {channels} {noun}, {source} has {expected}")
+        break
+    input_shape = summary["input_shape"]
+    if input_shape is not None and input_shape[-1] not in (None, 3):
+        problems.append(f"takes {input_shape[-1]}-channel images, densevision feeds RGB (3 channels)")
+    wanted = kwargs.get("input_shape")
+    if wanted is not None and input_shape is not None and len(wanted) == len(input_shape):
+        differ = [(got, want) for got, want in zip(input_shape[:2], list(wanted)[:2])
+                  if got is not None and want is not None and int(got) != int(want)]
+        if differ:
+            shown = "x".join("?" if d is None else str(d) for d in input_shape)
+            problems.append(f"takes {shown} inputs, the recipe's model.input_shape is "
+                            f"{'x'.join(str(d) for d in wanted)}")
+    if problems:
+        raise CheckpointError(f"checkpoint {path} {'; it '.join(problems)}: it was trained for another recipe "
+                              f"or dataset; use a checkpoint of this recipe or fix the recipe")
+    return summary
