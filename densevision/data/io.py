@@ -294,20 +294,27 @@ def _glob_base(pattern: str) -> Path:
 
 
 def list_images(inputs: Iterable[PathLike], recursive: bool = True,
-                extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[tuple[Path, str]]:
+                extensions: Sequence[str] = IMAGE_EXTENSIONS, problems: Optional[list[str]] = None
+                ) -> list[tuple[Path, str]]:
     """Image files from files, folders and glob patterns: ``[(path, relative path), ...]``.
 
     The relative path (``/``-separated) is the file's path below the folder it was found in (a folder input,
     or a glob pattern's folder part); a file given directly has its own name. Folders are walked in name
     order (recursively by default), hidden entries are skipped, symbolic links are followed.
 
+    Args:
+        problems: if given, unusable inputs are appended to it (``"path (reason)"``) instead of raising, so a
+            caller can skip them with a warning and go on with the rest.
+
     Raises:
         DatasetError: one message listing every input that does not exist, is not an image file name, matches
-            nothing, and every symbolic link loop, broken link or unlistable folder met on the way.
+            nothing, and every symbolic link loop, broken link or unlistable folder met on the way (unless
+            ``problems`` collects them); no image found at all (unless ``problems`` is given: then ``[]``).
     """
     extensions = tuple(ext.lower() for ext in extensions)
     found: list[tuple[Path, str]] = []
-    problems: list[str] = []
+    collect = problems is not None
+    problems = problems if collect else []
     for item in inputs:
         text = os.fspath(item)
         path = Path(text)
@@ -342,9 +349,9 @@ def list_images(inputs: Iterable[PathLike], recursive: bool = True,
             problems.append(f"{path} ({reason})")
         else:
             problems.append(f"{path} (no such file or folder)")
-    if problems:
+    if problems and not collect:
         raise DatasetError(summarize_items(problems, "that cannot be used as image inputs", show=8))
-    if not found:
+    if not found and not collect:
         raise DatasetError(f"no image files ({'/'.join(extensions)}) in: {', '.join(map(os.fspath, inputs))}")
     return found
 

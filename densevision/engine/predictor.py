@@ -38,13 +38,10 @@ REPORT = "report.json"
 DEFAULT_MAX_PIXELS = 2048 * 2048
 
 
-try:
-    from densevision.errors import UsageError as _UsageBase
-except ImportError:  # pragma: no cover
-    _UsageBase = ValueError
+from densevision.errors import UsageError
 
 
-class PredictionError(_UsageBase):
+class PredictionError(UsageError):
     """Inputs or outputs the predictor cannot use as a whole (a usage error); the message names the files."""
 
 
@@ -126,7 +123,8 @@ def _read(path: Path):
     except MemoryError:
         return None, "out of memory while decoding (image too large)"
     except Exception as error:  # ImageReadError names the reason; anything else is still only this file's
-        return None, str(error)
+        message = str(error)
+        return None, message[len(f"{path}: "):] if message.startswith(f"{path}: ") else message
 
 
 class _Writer:
