@@ -23,7 +23,7 @@ from densevision.data.generated import is_complete, mark_complete
 from densevision.data.io import IMAGE_EXTENSIONS, read_image, scan_folder, verify_images
 from densevision.registry import DATASETS
 
-#: the image reader (:func:`densevision.data.io.read_image`), under its former name
+#: the image reader (:func:`densevision.data.io.read_image`): the load path reads through this name
 read_rgb = read_image
 
 
@@ -125,7 +125,7 @@ class ImageFolder:
 
     def load(self, index: int) -> tuple[np.ndarray, int]:
         """``(image uint8 (H, W, 3) RGB, label int)``; resized to ``image_size`` if set."""
-        image = read_image(self.paths[index])
+        image = read_rgb(self.paths[index])
         if self.image_size is not None and image.shape[:2] != tuple(self.image_size):
             height, width = self.image_size
             shrinking = height * width < image.shape[0] * image.shape[1]
