@@ -95,7 +95,7 @@ def atomic_write(path: PathLike, write_fn: Callable[[str], Any], fsync: bool = F
         raise OutputError(f"cannot write {path}: it is a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARKER}", suffix=_temp_suffix(path.name),
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}{TEMP_MARKER}", suffix=_temp_suffix(path.name),
                                    dir=path.parent)
         os.close(fd)
     except (FileExistsError, NotADirectoryError):

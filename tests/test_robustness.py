@@ -360,7 +360,8 @@ def test_plan_outputs_refuses_clashes_and_existing_files(tmp_path):
 def test_stale_checkpoint_temp_files_are_cleaned_on_resume(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    keep = [run / "checkpoints" / "last.keras", run / "checkpoints" / ".gitkeep", run / "history.csv"]
+    keep = [run / "checkpoints" / "last.keras", run / "checkpoints" / ".gitkeep", run / "history.csv",
+            run / "checkpoints" / ".model-20240101.keras"]  # hidden, dated, but no temporary file of ours
     stale = [run / "checkpoints" / ".last.keras.tmp-ab12cd34.keras",  # this writer's, killed by kill -9
              run / "checkpoints" / ".last-k3j4h5g6.keras",  # the earlier writer's
              run / ".history.csv.tmp-zz99yy88.csv"]

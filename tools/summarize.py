@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -46,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _keras_reason(error: Exception) -> str:
+    """The sentence that matters in a Keras layer error (without its colour codes and call arguments)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
+        return f"{lines[1]} ({lines[0].removeprefix('Exception encountered when calling ').rstrip('.')})"
+    return lines[0] if lines else type(error).__name__
+
+
 @tool_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -58,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     except DensevisionError:  # a bad recipe, an unknown model name
         raise
     except ValueError as error:  # Keras rejects the input shape for this model
-        raise UsageError(f"{args.model} at --input {'x'.join(map(str, args.input))}: {error}") from error
+        raise UsageError(f"{args.model} at --input {'x'.join(map(str, args.input))}: {_keras_reason(error)}") from error
     print(json.dumps(table, indent=1) if args.json else format_table(table))
     return 0
 

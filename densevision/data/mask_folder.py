@@ -176,7 +176,7 @@ class SegmentationSource:
     def load_mask(self, index: int) -> np.ndarray:
         """int32 ``(H, W)`` labels of example ``index`` (``ignore_label`` where unlabelled)."""
         path = self.paths[index][1]
-        labels, unknown = self._decode(read_mask(path), path)
+        labels, unknown = self._decode(read_raw_mask(path), path)
         if len(unknown):
             raise DatasetError(f"{path}: colours not in the palette: {unknown[:5].tolist()}")
         return labels

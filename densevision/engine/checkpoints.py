@@ -61,7 +61,7 @@ def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 
 # Temporary files of the atomic writer before densevision.files existed: ``.last-k3j4h5g6.keras``.
-_LEGACY_TEMP = re.compile(r"^\.[^.].*-[a-z0-9_]{8}\.(keras|csv|h5)$")
+_LEGACY_TEMP = re.compile(r"^\.(last|best|history)-[a-z0-9_]{8}\.(keras|csv)$")
 
 
 def clean_stale_temp_files(run_dir: str | os.PathLike) -> list[Path]:
