@@ -1,11 +1,16 @@
 #!/usr/bin/env python
-"""Evaluate a checkpoint at full resolution:
-``python tools/evaluate.py RECIPE --weights CKPT [--split val|test] [--set KEY=VALUE ...] [--demo] --json OUT.json
-[--output DIR]``.
+"""Evaluate a checkpoint on a split of the recipe's dataset, prepared as validation inside training is:
+``python tools/evaluate.py RECIPE --weights CKPT [--split val|test] [--set KEY=VALUE ...] [--demo] [--flip-test]
+--json OUT.json [--output DIR]``.
 
-Prints a per-class IoU table; ``--json`` writes ``{"miou", "global_accuracy", "mean_class_accuracy",
-"per_class_iou": {class: iou}, ...}`` (``null`` for classes neither present nor predicted); ``--output`` adds
-the per-class table, a confusion-matrix PNG and a few overlays. Recipe, dataset and checkpoint errors exit 2.
+Prints the task's table. ``--json`` writes, per task:
+  segmentation    {"miou", "global_accuracy", "mean_class_accuracy", "per_class_iou": {class: iou}} (null for a
+                  class neither present nor predicted)
+  classification  {"top1", "top5"}
+  pose            {"pck" (LSP, PCK@0.2) | "pckh" (MPII, PCKh@0.5), "per_joint": {joint: value}}; COCO keypoints
+                  add {"ap", "ap50", "ap75", "ar"} (pycocotools' OKS AP)
+``--output`` adds report files (per-class or per-joint table, confusion matrix, overlays). A recipe, dataset,
+checkpoint (another task, class or joint count) or output problem exits 2 before any work.
 """
 
 import argparse
@@ -15,9 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import densevision  # noqa: E402,F401
+from densevision.cli import add_common_arguments, tool_main  # noqa: E402
 from densevision.engine.evaluator import evaluate_command  # noqa: E402
 
 
+@tool_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", help="recipe YAML")
@@ -31,6 +38,7 @@ def main(argv=None) -> int:
     parser.add_argument("--flip-test", action="store_true",
                         help="pose: average with the mirrored crop's heatmaps (test.flip_test)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     return evaluate_command(args.recipe, args.weights, split=args.split, overrides=args.overrides, demo=args.demo,
                             json_path=args.json_path, output_dir=args.output, progress=not args.no_progress,

@@ -17,9 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import densevision  # noqa: E402,F401
+from densevision.cli import add_common_arguments, tool_main  # noqa: E402
 from densevision.engine.export import FORMATS, export_command  # noqa: E402
 
 
+@tool_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", help="recipe YAML (builds the model for .weights.h5, names the task)")
@@ -36,6 +38,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override recipe keys")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     return export_command(args.recipe, args.weights, args.format, args.output, overrides=args.overrides,
                           input_size=args.input_size, int8=args.int8, calibration=args.calibration,

@@ -16,9 +16,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import densevision  # noqa: E402,F401
+from densevision.cli import tool_main  # noqa: E402
 from densevision.video.cli import build_parser, pose_video_command  # noqa: E402
 
 
+@tool_main
 def main(argv=None) -> int:
     return pose_video_command(build_parser(__doc__).parse_args(argv))
 

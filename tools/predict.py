@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import densevision  # noqa: E402,F401
-from densevision.cli import add_common_arguments, run_tool  # noqa: E402
+from densevision.cli import add_common_arguments, tool_main  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,23 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@tool_main
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    from densevision.engine.predictor import PredictOptions, predict_command, validate_options
 
-    def run() -> int:
-        from densevision.engine.predictor import PredictOptions, predict_command, validate_options
-
-        options = validate_options(PredictOptions(
-            overlay=args.overlay, color=args.color, top_k=args.top_k, flip=args.flip, scales=tuple(args.scales),
-            tile=args.tile, max_pixels=args.max_pixels, single=args.single, boxes_file=args.boxes,
-            batch_size=args.batch_size))
-        return predict_command(args.recipe, args.weights, list(args.inputs) + list(args.more_inputs), args.output,
-                               overwrite=args.overwrite, resume=args.resume, demo=args.demo,
-                               overrides=args.overrides, progress=not args.no_progress,
-                               recursive=not args.no_recursive, options=options)
-
-    return run_tool(run, args, name="predict")
+    options = validate_options(PredictOptions(
+        overlay=args.overlay, color=args.color, top_k=args.top_k, flip=args.flip, scales=tuple(args.scales),
+        tile=args.tile, max_pixels=args.max_pixels, single=args.single, boxes_file=args.boxes,
+        batch_size=args.batch_size))
+    return predict_command(args.recipe, args.weights, list(args.inputs) + list(args.more_inputs), args.output,
+                           overwrite=args.overwrite, resume=args.resume, demo=args.demo, overrides=args.overrides,
+                           progress=not args.no_progress, recursive=not args.no_recursive, options=options)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from densevision.data.io import (IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, 
 from densevision.registry import DATASETS
 
 #: the raw mask reader (:func:`densevision.data.io.read_mask`), under its former name
-read_raw_mask = read_mask
 
 # Problems are reported in this order, each with what was expected.
 _PROBLEM_KINDS = {
@@ -176,7 +175,7 @@ class SegmentationSource:
     def load_mask(self, index: int) -> np.ndarray:
         """int32 ``(H, W)`` labels of example ``index`` (``ignore_label`` where unlabelled)."""
         path = self.paths[index][1]
-        labels, unknown = self._decode(read_raw_mask(path), path)
+        labels, unknown = self._decode(read_mask(path), path)
         if len(unknown):
             raise DatasetError(f"{path}: colours not in the palette: {unknown[:5].tolist()}")
         return labels

@@ -106,7 +106,8 @@ def checkpoint_summary(model) -> dict[str, Any]:
     }
 
 
-def check_checkpoint_matches(model, recipe, info: Optional[dict[str, Any]], path: str | os.PathLike) -> dict:
+def check_checkpoint_matches(model, recipe, info: Optional[dict[str, Any]], path: str | os.PathLike,
+                             task=None) -> dict:
     """A loaded checkpoint fits the recipe and the dataset: as many output channels as classes (or joints), an
     input of 3 channels, and (when the recipe fixes one, as classifiers do) the recipe's input size.
 
@@ -116,6 +117,8 @@ def check_checkpoint_matches(model, recipe, info: Optional[dict[str, Any]], path
         info: the dataset source's ``info`` (``None`` when the dataset is not available: the recipe's own
             ``model.num_classes`` / ``num_joints`` is used).
         path: the checkpoint file, for the message.
+        task: the recipe's task; its ``output_rank`` (2: one answer per image, 4: per pixel / heatmap cell) must
+            be the checkpoint's, so a classifier is never evaluated as a segmenter.
 
     Returns:
         :func:`checkpoint_summary` of the model.
@@ -141,6 +144,12 @@ def check_checkpoint_matches(model, recipe, info: Optional[dict[str, Any]], path
         if channels is not None and channels != expected:
             problems.append(f"predicts {channels} {noun}, {source} has {expected}")
         break
+    rank = getattr(task, "output_rank", None)
+    if rank is not None and summary["output_rank"] != rank:
+        kinds = {2: "one answer per image (a classifier)", 4: "a map per image (per pixel or heatmap cell)"}
+        got = kinds.get(summary["output_rank"], f"rank-{summary['output_rank']} outputs")
+        problems.append(f"gives {got}, a {getattr(task, 'name', recipe.task)} recipe needs "
+                        f"{kinds.get(rank, f'rank-{rank} outputs')}")
     input_shape = summary["input_shape"]
     if input_shape is not None and input_shape[-1] not in (None, 3):
         problems.append(f"takes {input_shape[-1]}-channel images, densevision feeds RGB (3 channels)")

@@ -11,8 +11,9 @@ from densevision.registry import TASKS
 
 def demo_cache_dir(task: str) -> Path:
     """Where generated demo data lives: ``$DENSEVISION_CACHE`` or ``~/.cache/densevision``, then ``demo/<task>``."""
-    root = os.environ.get("DENSEVISION_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "densevision")
-    return Path(root) / "demo" / task
+    from densevision.files import cache_root
+
+    return cache_root() / "demo" / task
 
 
 def apply_demo(recipe: Recipe, directory: str | os.PathLike | None = None) -> Recipe:

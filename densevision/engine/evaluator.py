@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from densevision.engine.checkpoints import CheckpointError, load_checkpoint  # noqa: F401  (re-exported)
 from densevision.data.sources import open_source, resolve_split  # noqa: F401  (re-exported)
+from densevision.files import to_json_compatible, write_json  # noqa: F401  (re-exported)
 from densevision.registry import TASKS
 
 
@@ -126,30 +127,6 @@ def flatten_results(results: dict[str, Any], separator: str = "/") -> dict[str, 
     return flat
 
 
-def to_json_compatible(value: Any) -> Any:
-    """Numpy scalars/arrays -> Python; NaN/inf -> ``None`` (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {str(k): to_json_compatible(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_compatible(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_json_compatible(value.tolist())
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
-def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Write strict JSON atomically (a temporary file then a rename), creating the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(to_json_compatible(data), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
@@ -214,7 +191,12 @@ def run_evaluation(
     split_name = resolve_split(recipe, split)
     source = open_source(recipe, split_name)
     task = TASKS.get(recipe.task)(recipe, source.info)
-    model = model or load_checkpoint(weights, recipe)
+    if model is None:
+        from densevision.engine.compat import check_checkpoint_matches
+
+        model = load_checkpoint(weights, recipe)
+        # Another class count would put labels in the wrong confusion-matrix cells without a word: refuse it.
+        check_checkpoint_matches(model, recipe, source.info, weights, task=task)
     transforms = recipe.augmentation.val
     dataset = build_dataset(source, task.preparer(transforms, training=False), task.example_spec,
                             recipe.data.eval_batch_size, training=False,
@@ -244,7 +226,6 @@ def format_results(recipe, results: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------ command line
 
-EXIT_USAGE_ERROR = 2
 
 
 def evaluate_command(
@@ -258,25 +239,24 @@ def evaluate_command(
     progress: bool = True,
     flip_test: bool = False,
 ) -> int:
-    """What ``tools/evaluate.py`` does; returns the exit code.
+    """What ``tools/evaluate.py`` does; returns 0. Recipe, dataset, checkpoint and output problems raise
+    :class:`~densevision.errors.DensevisionError` subclasses (the tool prints one ``error:`` line, exit 2), all
+    before the evaluation starts, so a finished evaluation is never thrown away for an unwritable ``--json``."""
+    from densevision.files import check_writable_dir, check_writable_file
+    from densevision.recipes import load_recipe
 
-    Recipe, dataset and checkpoint errors print one ``error: ...`` line on stderr and return 2.
-    """
-    from densevision.data.errors import DatasetError
-    from densevision.recipes import RecipeError, load_recipe
+    if json_path:
+        check_writable_file(json_path, what="--json")
+    if output_dir:
+        check_writable_dir(output_dir, what="--output folder")
+    overrides = list(overrides) + (["test.flip_test=true"] if flip_test else [])
+    recipe = load_recipe(recipe_path, overrides, demo=demo)
+    if demo:
+        from densevision.engine.demo import apply_demo
 
-    try:
-        overrides = list(overrides) + (["test.flip_test=true"] if flip_test else [])
-        recipe = load_recipe(recipe_path, overrides, demo=demo)
-        if demo:
-            from densevision.engine.demo import apply_demo
-
-            recipe = apply_demo(recipe)
-        results = run_evaluation(recipe, weights, split=split, output_dir=output_dir, json_path=json_path,
-                                 progress=progress)
-    except (RecipeError, DatasetError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE_ERROR
+        recipe = apply_demo(recipe)
+    results = run_evaluation(recipe, weights, split=split, output_dir=output_dir, json_path=json_path,
+                             progress=progress)
     print(f"{recipe.name}: {results['split']} split, {results['num_images']} images, checkpoint {weights}")
     print(format_results(recipe, results))
     if json_path:

@@ -57,6 +57,8 @@ import cv2
 import keras
 import tensorflow as tf
 
+from densevision.errors import UsageError
+
 FORMATS = ("saved_model", "keras", "tflite")
 #: largest allowed ``max|exported - keras| / max(1, max|keras|)`` of the raw prediction, per format
 PARITY_TOLERANCE = {"saved_model": 1e-5, "keras": 0.0, "tflite": 1e-4}
@@ -66,7 +68,7 @@ EXIT_USAGE_ERROR = 2
 EXIT_PARITY_FAILED = 1
 
 
-class ExportError(ValueError):
+class ExportError(UsageError):
     """An export that cannot be done as asked: the message names the file, layer or option and what was expected."""
 
 

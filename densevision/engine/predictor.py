@@ -335,7 +335,7 @@ def predict_command(recipe_path: str, weights: str, inputs: Sequence[str], outpu
     if options.flip and hasattr(task, "flip_test"):  # pose: flip test inside the forward pass, joints swapped
         task.flip_test = True
     model = load_checkpoint(weights, recipe)
-    check_checkpoint_matches(model, recipe, info, weights)
+    check_checkpoint_matches(model, recipe, info, weights, task=task)
     result = predict_folder(model, task, images, output_dir, options, overwrite=overwrite, resume=resume,
                             progress=progress)
     result["failed"] = [{"path": p, "error": "unreadable path"} for p in problems] + result["failed"]

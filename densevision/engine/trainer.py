@@ -30,6 +30,7 @@ from densevision.engine import checkpoints as ckpt
 from densevision.engine import tracking
 from densevision.engine.distribute import is_chief, make_strategy, scratch_dir
 from densevision.data.sources import open_source
+from densevision.engine.compat import check_model_matches_data
 from densevision.engine.evaluator import evaluate, make_eval_step
 from densevision.engine.optim import build_optimizer
 from densevision.engine.precise_bn import recompute_batchnorm_statistics
@@ -116,6 +117,7 @@ class Trainer:
 
         self.train_source = open_source(recipe, recipe.data.train_split)
         self.val_source = open_source(recipe, recipe.data.val_split)
+        check_model_matches_data(recipe, self.train_source.info)
         self.task = TASKS.get(recipe.task)(recipe, self.train_source.info)
         self.global_batch = recipe.data.batch_size
         if self.global_batch % strategy.num_replicas_in_sync:
@@ -134,6 +136,8 @@ class Trainer:
         if recipe.train.init_weights and not self.resuming:
             ckpt.load_model_weights(self.model, recipe.train.init_weights)
         if self.resuming:
+            if self.chief:  # a kill -9 during a checkpoint write leaves its temporary file behind
+                ckpt.clean_stale_temp_files(self.run_dir)
             ckpt.restore_training_state(self.model, self.run_dir / LAST)
             self.epochs_done = int(self.optimizer.iterations.numpy()) // self.steps_per_epoch
 

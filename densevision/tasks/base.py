@@ -59,6 +59,8 @@ class Task:
     default_monitor: tuple[str, str] = ("loss", "min")
     #: the loss used when a recipe names none (must be registered for this task in ``LOSSES``)
     default_loss: str = ""
+    #: rank of the model's (last) output including the batch axis, checked against checkpoints
+    output_rank: Optional[int] = None
 
     def __init__(self, recipe, info: dict[str, Any]):
         self.recipe = recipe

@@ -49,6 +49,7 @@ class ClassificationTask(Task):
     """One label per image out of ``info["class_names"]``; logits ``(B, K)``, labels ``(B,)`` int32."""
 
     name = "classification"
+    output_rank = 2  # (B, K) logits
     default_monitor = ("top1", "max")
     default_loss = "softmax_cross_entropy"
 

@@ -47,6 +47,7 @@ class PoseTask(Task):
     """
 
     name = "pose"
+    output_rank = 4  # (B, h, w, J) heatmaps
     default_loss = "heatmap_mse"
 
     def __init__(self, recipe, info: dict[str, Any]):

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from densevision.visualization import segmentation as visualize
+from densevision.files import cache_root, write_text
 from densevision.registry import DATASETS, LOSSES, TASKS
 from densevision.tasks import losses as _losses  # importing registers the losses
 from densevision.tasks.base import Task, final_output, to_uint8
@@ -146,11 +147,6 @@ class ConfusionMatrixIoU(keras.metrics.Metric):
 # ------------------------------------------------------------------------------------------------------ task
 
 
-def _cache_root() -> Path:
-    root = os.environ.get("DENSEVISION_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "densevision")
-    return Path(root)
-
-
 @TASKS.register("segmentation")
 class SegmentationTask(Task):
     """Per-pixel classification into ``info["class_names"]``; ``info["ignore_label"]`` pixels are void.
@@ -160,6 +156,7 @@ class SegmentationTask(Task):
     """
 
     name = "segmentation"
+    output_rank = 4  # (B, H, W, K) logits
     default_monitor = ("miou", "max")
     default_loss = "cross_entropy"
 
@@ -218,7 +215,7 @@ class SegmentationTask(Task):
 
         data = self.recipe.data
         source = DATASETS.get(data.name)(root=data.root, split=data.train_split, **data.kwargs())
-        cache_dir = _cache_root() / "class_weights"
+        cache_dir = cache_root() / "class_weights"
         return np.asarray(
             median_frequency_weights(source, self.num_classes, self.ignore_label, cache_dir=str(cache_dir)),
             np.float32,
@@ -363,7 +360,7 @@ class SegmentationTask(Task):
         output_dir.mkdir(parents=True, exist_ok=True)
         written = []
         table = output_dir / "per_class_iou.txt"
-        _write_text(table, self.format_results(results) + "\n")
+        write_text(table, self.format_results(results) + "\n")
         written.append(table)
         keep = scored_classes(self.num_classes, self.ignore_label)
         confusion = np.asarray(sums["confusion"])[np.ix_(keep, keep)]
@@ -390,9 +387,3 @@ class SegmentationTask(Task):
 
 def _format_number(value: float) -> str:
     return "   n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -40,7 +40,7 @@ def make_estimator(recipe, weights: str, flip_test: bool = False, batch_size: in
     task = TASKS.get(recipe.task)(recipe, info)
     task.flip_test = task.flip_test or flip_test
     model = load_checkpoint(weights, recipe)
-    check_checkpoint_matches(model, recipe, info, weights)
+    check_checkpoint_matches(model, recipe, info, weights, task=task)
     forward = make_forward(model, task)
 
     def estimate(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from typing import Iterator, Optional, Tuple
 import cv2
 import numpy as np
 
+from densevision.errors import UsageError
 from densevision.video.threads import prefetch
 
 DEFAULT_FPS = 25.0
@@ -42,7 +43,7 @@ WRITER_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 FrameItem = Tuple[int, Optional[np.ndarray], Optional[str]]
 
 
-class VideoError(ValueError):
+class VideoError(UsageError):
     """An input or output video that cannot be used; the message names it and says what was expected."""
 
 
