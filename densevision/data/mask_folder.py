@@ -23,6 +23,7 @@ from densevision.data.errors import DatasetError, ImageReadError, summarize_item
 from densevision.data.io import (IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_image, read_mask, scan_folder,
                                  verify_images)
 from densevision.registry import DATASETS
+from densevision.visualization.segmentation import default_palette
 
 #: the raw mask reader (:func:`densevision.data.io.read_mask`), under its former name
 
@@ -38,20 +39,6 @@ _PROBLEM_KINDS = {
     "colours": "with colours not in the palette",
     "colour_without_palette": "holding colour masks, which this source cannot decode ({colour_hint})",
 }
-
-
-def default_palette(num_classes: int) -> np.ndarray:
-    """``(K, 3)`` uint8 distinct colours (the PASCAL VOC bit-interleaved colour map)."""
-    palette = np.zeros((num_classes, 3), np.uint8)
-    for index in range(num_classes):
-        code, r, g, b = index, 0, 0, 0
-        for bit in range(8):
-            r |= ((code >> 0) & 1) << (7 - bit)
-            g |= ((code >> 1) & 1) << (7 - bit)
-            b |= ((code >> 2) & 1) << (7 - bit)
-            code >>= 3
-        palette[index] = (r, g, b)
-    return palette
 
 
 class ColorCoder:

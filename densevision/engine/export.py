@@ -62,7 +62,6 @@ from densevision.errors import UsageError
 FORMATS = ("saved_model", "keras", "tflite")
 #: largest allowed ``max|exported - keras| / max(1, max|keras|)`` of the raw prediction, per format
 PARITY_TOLERANCE = {"saved_model": 1e-5, "keras": 0.0, "tflite": 1e-4}
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 METADATA_FILE = "assets.extra/densevision.json"
 EXIT_USAGE_ERROR = 2
 EXIT_PARITY_FAILED = 1
@@ -212,34 +211,32 @@ def check_keras_safe(model: keras.Model) -> None:
 
 def list_images(directory: str | os.PathLike, what: str = "calibration") -> list[Path]:
     """Image files directly in ``directory``, sorted; :class:`ExportError` if it is missing or has none."""
+    from densevision.data.io import IMAGE_EXTENSIONS, list_images as find_images
+
     directory = Path(directory)
     if not directory.is_dir():
         raise ExportError(f"{what} folder {directory} does not exist (or is not a folder)")
-    images = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    images = [path for path, _ in find_images([directory], recursive=False, problems=[])]
     if not images:
         raise ExportError(f"{what} folder {directory} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return images
 
 
 def read_resized(path: Path, size: Optional[Sequence[int]] = None) -> np.ndarray:
-    """uint8 RGB ``(H, W, 3)``, resized to ``size = (H, W)`` if given; :class:`ExportError` naming an unreadable
-    file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ExportError(f"{path}: cannot be read as an image")
-    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if size is not None and tuple(image.shape[:2]) != tuple(size):
-        shrink = size[0] * size[1] < image.shape[0] * image.shape[1]
-        image = cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA if shrink
-                           else cv2.INTER_LINEAR)
-    return image
+    """uint8 RGB ``(H, W, 3)`` through the one image reader, resized to ``size = (H, W)`` if given."""
+    from densevision.data.io import read_image
+
+    image = read_image(path)
+    return image if size is None else read_resized_array(image, size)
 
 
 def read_resized_array(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """A uint8 ``(H, W, 3)`` array resized to ``size = (H, W)`` (unchanged if it already has that size)."""
     if tuple(image.shape[:2]) == tuple(size):
         return image
-    return cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
+    shrink = size[0] * size[1] < image.shape[0] * image.shape[1]
+    return cv2.resize(image, (int(size[1]), int(size[0])),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def load_calibration_images(directory: str | os.PathLike, input_size: Sequence[int], limit: int = 100) -> np.ndarray:

@@ -283,36 +283,15 @@ def expand_inputs(inputs: Sequence[str], recursive: bool = True) -> list:
 
 
 def load_classifier(recipe, weights: str) -> keras.Model:
-    """The recipe's classifier with ``weights``: a ``.keras`` model (loaded with ``safe_mode=True``; its own
-    architecture) or a ``.weights.h5`` for the model the recipe builds.
+    """The recipe's classifier with ``weights`` (a ``.keras`` model or a ``.weights.h5`` for the model the recipe
+    builds), through the one checkpoint loader.
 
     Raises:
         CheckpointError: a missing, truncated or corrupt file, or one that does not fit the recipe's model.
     """
-    from densevision.engine.checkpoints import CheckpointError, check_keras_file
-    from densevision.models import build_model
+    from densevision.engine.checkpoints import load_checkpoint
 
-    weights = str(weights)
-    if weights.endswith(".keras"):
-        check_keras_file(weights, what="--weights")
-        try:
-            return keras.saving.load_model(weights, safe_mode=True, compile=False)
-        except Exception as error:  # noqa: BLE001 - unknown layers, damaged members: all mean "cannot use it"
-            raise CheckpointError(f"--weights {weights} could not be loaded ({type(error).__name__}: "
-                                  f"{str(error).splitlines()[0] if str(error) else ''})") from None
-    if weights.endswith(".weights.h5"):
-        import os
-
-        if not os.path.isfile(weights):
-            raise CheckpointError(f"--weights {weights} does not exist")
-        model = build_model(recipe)
-        try:
-            model.load_weights(weights)
-        except Exception as error:  # noqa: BLE001
-            raise CheckpointError(f"--weights {weights} does not fit the model of recipe {recipe.name!r} "
-                                  f"({type(error).__name__}: {error})") from None
-        return model
-    raise CheckpointError(f"--weights {weights}: expected a .keras checkpoint or a .weights.h5 file")
+    return load_checkpoint(weights, recipe)
 
 
 def recipe_class_names(recipe, num_classes: int) -> list[str]:

@@ -30,13 +30,13 @@ from typing import Iterator, Optional, Tuple
 import cv2
 import numpy as np
 
+from densevision.data.io import IMAGE_EXTENSIONS
 from densevision.errors import UsageError
 from densevision.video.threads import prefetch
 
 DEFAULT_FPS = 25.0
 """Frame rate of an image folder, and of a camera or video that reports none, unless ``fps`` is given."""
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 WRITER_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 """Output suffix -> default FourCC that headless OpenCV 4.14 can write (``XVID`` also works for .avi)."""
 

@@ -31,22 +31,10 @@ import numpy as np
 
 from densevision.video.io import FrameSource, VideoWriter
 from densevision.video.overlay import FpsCounter, draw_fps
+from densevision.files import write_json
 from densevision.video.threads import prefetch, stage
 
 MAX_REPORTED_ERRORS = 10  # corrupt frames announced one by one; the rest only counted
-
-
-def write_json_atomically(path: str | os.PathLike, data) -> Path:
-    """Write ``data`` as JSON to a temporary file beside ``path`` and rename it (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        temporary.write_text(json.dumps(data, separators=(",", ":")))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
 
 
 def _person_record(person: dict) -> dict:
@@ -203,6 +191,6 @@ def run_pose_video(
         "seconds": seconds, "fps": len(records) / seconds if seconds > 0 else 0.0, "ended_early": frames.ended_early,
     }
     if json_path is not None:
-        write_json_atomically(json_path, {"input": frames.name, "fps": frames.fps, "width": frames.width,
+        write_json(json_path, {"input": frames.name, "fps": frames.fps, "width": frames.width,
                                           "height": frames.height, "frames": records})
     return summary

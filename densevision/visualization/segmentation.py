@@ -15,17 +15,24 @@ import numpy as np
 VOID_COLOUR = (0, 0, 0)
 
 
-def default_palette(num_classes: int) -> np.ndarray:
-    """A deterministic, well-separated ``(K, 3)`` uint8 palette (the PASCAL VOC bit-interleaving scheme)."""
-    palette = np.zeros((num_classes, 3), np.uint8)
-    for label in range(num_classes):
-        value, shift = label + 1, 7  # +1 so class 0 is not black (black is void)
+def voc_palette(num_colors: int) -> np.ndarray:
+    """The PASCAL VOC colour map, ``(N, 3)`` uint8: index ``i``'s bits interleaved into R, G, B from the top bit
+    down (index 0 is black). The colours VOC-style colour masks are stored in."""
+    palette = np.zeros((num_colors, 3), np.uint8)
+    for index in range(num_colors):
+        value, shift = index, 7
         while value:
             for channel in range(3):
-                palette[label, channel] |= ((value >> channel) & 1) << shift
+                palette[index, channel] |= ((value >> channel) & 1) << shift
             value >>= 3
             shift -= 1
     return palette
+
+
+def default_palette(num_classes: int) -> np.ndarray:
+    """The drawing palette when a dataset names none, ``(K, 3)`` uint8: the VOC colours of indices 1..K, so class
+    0 is not black (black is void)."""
+    return voc_palette(num_classes + 1)[1:]
 
 
 def colorize_mask(mask: np.ndarray, palette: np.ndarray, ignore_label: Optional[int] = None) -> np.ndarray:
