@@ -30,7 +30,7 @@ import random
 import re
 import threading
 import warnings
-from typing import Any, Callable, Literal, Sequence, Union
+from typing import Any, Literal, Sequence, Union
 
 import numpy as np
 

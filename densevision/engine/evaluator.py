@@ -9,10 +9,7 @@ in numpy (int64 / float64, so long evaluations stay exact), and asks the task fo
 from __future__ import annotations
 
 import json
-import math
 import os
-import sys
-import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -21,7 +18,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from densevision.engine.checkpoints import CheckpointError, load_checkpoint  # noqa: F401  (re-exported)
+from densevision.engine.checkpoints import load_checkpoint  # noqa: F401  (re-exported)
 from densevision.data.sources import open_source, resolve_split  # noqa: F401  (re-exported)
 from densevision.files import to_json_compatible, write_json  # noqa: F401  (re-exported)
 from densevision.registry import TASKS

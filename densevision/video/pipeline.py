@@ -20,11 +20,9 @@ one entry per input frame (``"file"`` too for an image folder); coordinates in f
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
