@@ -6,8 +6,9 @@
 People are found by OpenCV's HOG people detector (offline), read from ``--boxes``, or taken to be the whole frame
 (``--single``); every person of a frame is posed in one batch, tracked (stable ids) and optionally smoothed
 (One-Euro). The output keeps the input's frame size, frame rate and frame count; a frame that cannot be decoded is
-replaced by the previous one and reported. ``--demo`` runs everything with a stand-in stick figure instead of a
-model. Bad inputs exit 2 with one ``error:`` line.
+replaced by the previous one and reported. ``--demo`` applies the recipe's demo settings (for checkpoints trained
+with ``--demo``); without ``--weights`` it runs everything with a stand-in stick figure instead of a model. Bad
+inputs exit 2 with one ``error:`` line.
 """
 
 import sys

@@ -174,7 +174,8 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output video / JSON")
     parser.add_argument("--demo", action="store_true",
-                        help="no model: a stand-in stick figure in every box (tries the video pipeline)")
+                        help="the recipe's demo settings (for a checkpoint trained with --demo); without "
+                             "--weights, a stand-in stick figure in every box (tries the video pipeline)")
     parser.add_argument("--debug", action="store_true", help="full tracebacks and FFmpeg's own messages")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override recipe keys")
