@@ -270,14 +270,23 @@ def test_evaluate_command_exit_codes(tmp_path, camvid_val, camvid_checkpoint, ca
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(typo))
 
-    assert evaluate_command(str(bad), str(camvid_checkpoint), progress=False) == 2
+    from densevision.cli import run_tool
+
+    def command(*args, **kwargs) -> int:  # as tools/evaluate.py runs it: through the one front door
+        return run_tool(lambda argv: evaluate_command(*args, **kwargs), [], tool="evaluate")
+
+    assert command(str(bad), str(camvid_checkpoint), progress=False) == 2
     assert "eval_bach_size" in capsys.readouterr().err
-    assert evaluate_command(str(good), str(camvid_checkpoint), overrides=[f"data.root={tmp_path / 'nowhere'}"],
-                            progress=False) == 2
+    assert command(str(good), str(camvid_checkpoint), overrides=[f"data.root={tmp_path / 'nowhere'}"],
+                   progress=False) == 2
     assert "nowhere" in capsys.readouterr().err
-    assert evaluate_command(str(good), str(tmp_path / "absent.keras"), progress=False) == 2
+    assert command(str(good), str(tmp_path / "absent.keras"), progress=False) == 2
     assert "absent.keras" in capsys.readouterr().err
-    assert evaluate_command(str(good), str(camvid_checkpoint), progress=False) == 0
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    assert command(str(good), str(camvid_checkpoint), json_path=str(tmp_path / "blocker" / "out.json"),
+                   progress=False) == 2  # refused before evaluating
+    assert "blocker" in capsys.readouterr().err
+    assert command(str(good), str(camvid_checkpoint), progress=False) == 0
     table = capsys.readouterr().out
     assert "sidewalk" in table and "mIoU" in table
 
