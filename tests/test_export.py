@@ -29,7 +29,7 @@ from densevision.engine.export import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-NUM_CLASSES = 5
+NUM_CLASSES = 11  # CamVid's classes: the export tool checks the checkpoint against the recipe's dataset
 
 
 # ------------------------------------------------------------------------------------------------ helpers

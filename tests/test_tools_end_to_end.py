@@ -471,8 +471,6 @@ def test_predict_pose_writes_coco_results_and_overlays(pose_predicted):
     assert len(loaded.anns) == len(results)
 
 
-@pytest.mark.xfail(strict=True, reason="results.json takes image_id from the file name (000000.png -> 0) but the "
-                   "demo annotations number images from 1 (000000.png has id 1)")
 def test_predict_pose_image_ids_match_the_demo_annotations(pose, pose_predicted):
     annotations = json.loads((pose.demo_root / "annotations" / "person_keypoints_val.json").read_text())
     ids = {image["file_name"]: image["id"] for image in annotations["images"]}
@@ -541,8 +539,7 @@ def numpy_decode(heatmaps: np.ndarray, input_size) -> np.ndarray:
 
 
 def test_export_pose_saved_model_serves_keypoints(pose, cache, tmp_path):
-    """export.py has no --demo: the demo data's dataset and joints are set by hand. The input size is given
-    because the pose decoding only works at the crop size (see the xfail below)."""
+    """The demo data's dataset and joints set by hand (as without --demo), the crop size given explicitly."""
     import tensorflow as tf
 
     output = tmp_path / "served"
@@ -562,11 +559,12 @@ def test_export_pose_saved_model_serves_keypoints(pose, cache, tmp_path):
     np.testing.assert_allclose(outputs["heatmaps"], keras_heatmaps, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="a pose saved_model export without --input-size checks parity on 64x96 and "
-                   "45x70 images, whose heatmaps HeatmapCodec.decode_tf refuses (it expects the crop's heatmap "
-                   "size): 'error: unexpected ValueError', exit 1")
-def test_export_pose_saved_model_without_input_size(pose, cache, tmp_path):
-    demo = ["data.name=coco_keypoints", f"data.root={pose.demo_root}", f"model.num_joints={COCO_JOINTS}"]
+def test_export_pose_saved_model_serves_the_crop_size_with_demo(pose, cache, tmp_path):
+    """Without --input-size the pose export serves the recipe's crop size (the decoding is defined there)."""
+    import tensorflow as tf
+
     done = run_tool("export", POSE_RECIPE, "--weights", pose.best, "--format", "saved_model", "--output",
-                    tmp_path / "served", "--set", *POSE_SMALL, *demo, cache=cache)
+                    tmp_path / "served", "--demo", "--set", *POSE_SMALL, cache=cache)
     assert done.returncode == 0, report(done)
+    serve = tf.saved_model.load(str(tmp_path / "served")).signatures["serving_default"]
+    assert serve.structured_input_signature[1]["images"].shape.as_list() == [None, 64, 64, 3]

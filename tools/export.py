@@ -38,11 +38,13 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override recipe keys")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--demo", action="store_true", help="the recipe's demo settings (a checkpoint trained with "
+                                                             "--demo)")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     return export_command(args.recipe, args.weights, args.format, args.output, overrides=args.overrides,
                           input_size=args.input_size, int8=args.int8, calibration=args.calibration,
-                          overwrite=args.overwrite, calibration_limit=args.calibration_limit)
+                          overwrite=args.overwrite, calibration_limit=args.calibration_limit, demo=args.demo)
 
 
 if __name__ == "__main__":

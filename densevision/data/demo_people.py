@@ -242,7 +242,7 @@ def make_demo_coco_keypoints(directory: str | os.PathLike, num_train: int = 160,
                              size: int = 128, seed: int = 0) -> Path:
     """Write the demo people dataset in the COCO keypoint layout.
 
-    ``directory/images/{train,val}/NNNNNN.png`` and ``directory/annotations/person_keypoints_{train,val}.json``
+    ``directory/images/{train,val}/<image id, 12 digits>.png`` and ``directory/annotations/person_keypoints_{train,val}.json``
     (valid for pycocotools' COCO and COCOeval: 17 keypoints, skeleton, area, bbox, RLE segmentation,
     num_keypoints, iscrowd 0). Deterministic for a seed; a second call with the same arguments returns at once
     (a marker file written last records a complete dataset).
@@ -257,7 +257,7 @@ def make_demo_coco_keypoints(directory: str | os.PathLike, num_train: int = 160,
         ``directory`` as a Path, ready for ``CocoKeypoints(directory, split)``.
     """
     directory = Path(directory)
-    settings = {"generator": "demo_people/1", "num_train": num_train, "num_val": num_val, "size": size,
+    settings = {"generator": "demo_people/2", "num_train": num_train, "num_val": num_val, "size": size,
                 "seed": seed}
     marker = directory / MARKER
     if is_complete(marker, settings):
@@ -273,9 +273,9 @@ def make_demo_coco_keypoints(directory: str | os.PathLike, num_train: int = 160,
         images, annotations = [], []
         for index in range(count):
             image, people, _ = render_people(np.random.default_rng([seed, split_id, index]), size)
-            file_name = f"{index:06d}.png"
-            cv2.imwrite(str(folder / file_name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             image_id = index + 1
+            file_name = f"{image_id:012d}.png"  # COCO's naming: the file name is the image id
+            cv2.imwrite(str(folder / file_name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
             for person in people:
                 annotation = _annotation(person, len(annotations) + 1, image_id)

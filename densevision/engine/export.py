@@ -552,7 +552,9 @@ def export_model(
     int8 = calibration_images is not None
     if int8 and format != "tflite":
         raise ExportError(f"int8 quantisation is for the tflite format, not {format!r}")
-    fixed = model_input_size(model)
+    # A task may serve one size only (pose: heatmap decoding maps cells to crop pixels of its input size).
+    fixed = model_input_size(model) or (tuple(int(v) for v in task.serving_input_size)
+                                        if getattr(task, "serving_input_size", None) else None)
     if input_size is not None:
         input_size = (int(input_size[0]), int(input_size[1]))
         if fixed and input_size != fixed:
@@ -567,10 +569,10 @@ def export_model(
     serve_fn = make_serving_function(model, task)
     size = input_size or fixed
     if format == "saved_model":
-        module = ServingModule(model, serve_fn)
+        module = ServingModule(model, serve_fn, input_size=fixed)
         outputs = module.serve.get_concrete_function().structured_outputs
         info = {"format": "densevision serving v1", "task": getattr(task, "name", "?"), "raw_output": raw_output_name(task),
-                "input": {"name": "images", "dtype": "uint8", "shape": list(image_spec(model).shape.as_list()),
+                "input": {"name": "images", "dtype": "uint8", "shape": list(image_spec(model, fixed).shape.as_list()),
                           "range": [0, 255], "channels": "RGB"},
                 "outputs": {name: {"dtype": spec.dtype.name, "shape": spec.shape.as_list()}
                             for name, spec in outputs.items()},
@@ -614,6 +616,7 @@ def export_command(
     calibration: Optional[str] = None,
     overwrite: bool = False,
     calibration_limit: int = 100,
+    demo: bool = False,
 ) -> int:
     """What ``tools/export.py`` does; returns the exit code.
 
@@ -636,7 +639,11 @@ def export_command(
         if calibration:
             list_images(calibration)  # fail before the model loads
         _prepare_output(Path(output), format, overwrite)
-        recipe = load_recipe(recipe_path, list(overrides))
+        recipe = load_recipe(recipe_path, list(overrides), demo=demo)
+        if demo:
+            from densevision.engine.demo import apply_demo
+
+            recipe = apply_demo(recipe)
         model = load_checkpoint(weights, recipe)
         size = tuple(input_size) if input_size else None
         if format == "tflite" and size is None:
@@ -647,6 +654,9 @@ def export_command(
                     f"in its augmentation): pass --input-size H W"
                 )
         task = _build_task(recipe)
+        from densevision.engine.compat import check_checkpoint_matches
+
+        check_checkpoint_matches(model, recipe, task.info, weights, task=task)
         calibration_images = load_calibration_images(calibration, size, calibration_limit) if int8 else None
         report = export_model(model, output, format, task, input_size=size,
                               calibration_images=calibration_images, overwrite=overwrite,

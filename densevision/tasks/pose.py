@@ -290,6 +290,12 @@ class PoseTask(Task):
     # ------------------------------------------------------------------------------------------ export
     raw_output_name = "heatmaps"
 
+    @property
+    def serving_input_size(self) -> tuple[int, int]:
+        """Exported pose models take person crops of ``data.input_size`` (the decoding maps heatmap cells to its
+        pixels)."""
+        return self.input_size
+
     def serving_outputs(self, heatmaps: tf.Tensor, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """TF graph: ``keypoints`` (B, J, 2) in the input crop's pixels and their ``scores`` (B, J)."""
         keypoints, scores = self.codec.decode_tf(heatmaps)
