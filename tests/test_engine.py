@@ -263,3 +263,15 @@ def test_missing_dataset_fails_before_any_run_folder_exists(tmp_path):
     assert result.returncode == 2
     assert "no_such_camvid" in result.stderr and "--demo" in result.stderr
     assert not list((tmp_path / "out").glob("*/*")), "a failed start must not leave a run folder behind"
+
+
+def test_a_diverged_first_epoch_says_no_checkpoint_was_written(tmp_path):
+    """A NaN before any epoch finished must not point at a last.keras that does not exist."""
+    data = make_street_data(tmp_path / "data")
+    recipe = write_recipe(tmp_path / "r.yaml", data, optimizer={"name": "sgd", "lr": 1e30, "momentum": 0.0},
+                          train={"epochs": 1, "steps_per_epoch": 4})
+    done = run_train([str(recipe), "--output", str(tmp_path / "runs")])
+    assert done.returncode == 2, done.stderr[-2000:]
+    error = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "loss became" in error[0]
+    assert "no checkpoint was written yet" in error[0] and "last.keras" not in error[0]

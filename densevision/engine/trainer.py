@@ -33,6 +33,7 @@ from densevision.data.sources import open_source
 from densevision.engine.compat import check_model_matches_data
 from densevision.engine.evaluator import evaluate, make_eval_step
 from densevision.engine.optim import build_optimizer
+from densevision.errors import DensevisionError
 from densevision.engine.precise_bn import recompute_batchnorm_statistics
 from densevision.engine.precision import apply_precision, effective_jit
 from densevision.models import build_model
@@ -45,6 +46,10 @@ RECIPE_FILE = "recipe.yaml"
 LAST = "checkpoints/last.keras"
 BEST = "checkpoints/best.keras"
 HISTORY = "history.csv"
+
+
+class DivergedError(DensevisionError, FloatingPointError):
+    """The loss became NaN or infinite: the message says where and which checkpoint is the last good one."""
 
 
 @dataclasses.dataclass
@@ -258,7 +263,8 @@ class Trainer:
                     last = self.run_dir / LAST if self.run_dir else None
                     where = (f"the last good checkpoint is {last}" if last is not None and last.is_file()
                              else "no checkpoint was written yet (no epoch had finished)")
-                    raise FloatingPointError(
+                    bar.close()  # so the error starts on its own line
+                    raise DivergedError(
                         f"loss became {loss} at epoch {epoch + 1}, step {step + 1}: lower optimizer.lr or check "
                         f"the data; {where}")
                 loss_sum += loss
