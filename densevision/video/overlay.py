@@ -14,24 +14,12 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
-DEFAULT_JOINT_COLOR = (255, 255, 0)
-DEFAULT_LINK_COLOR = (0, 255, 255)
-
-
-def track_color(track_id: int) -> tuple[int, int, int]:
-    """A bright colour per track id (golden-ratio hue steps, so neighbouring ids differ)."""
-    hue = int((track_id * 0.618033988749895 % 1.0) * 180)
-    rgb = cv2.cvtColor(np.array([[[hue, 220, 255]]], np.uint8), cv2.COLOR_HSV2RGB)[0, 0]
-    return tuple(int(c) for c in rgb)
-
-
-def _point(xy) -> tuple[int, int]:
-    return int(round(float(xy[0]))), int(round(float(xy[1])))
-
+from densevision.visualization.pose import draw_pose, heatmap_blend
 
 def draw_people(frame: np.ndarray, people: Sequence[dict], info: dict, keypoint_threshold: float = 0.3,
                 radius: int = 3, thickness: int = 2, draw_boxes: bool = False) -> np.ndarray:
-    """Draw every person's skeleton (links, then joints on top) and optionally its box and track id.
+    """Draw every person's skeleton (links, then joints on top) and optionally its box and track id, in place,
+    with the pose drawing of the rest of the toolkit (:func:`densevision.visualization.pose.draw_pose`).
 
     Args:
         frame: uint8 ``(H, W, 3)`` RGB, drawn on in place and returned.
@@ -39,37 +27,25 @@ def draw_people(frame: np.ndarray, people: Sequence[dict], info: dict, keypoint_
         info: the dataset definition: ``skeleton`` ``[[a, b], ...]``, ``joint_colors`` and ``link_colors`` (RGB).
         keypoint_threshold: joints scoring below it are not drawn, nor links touching them.
         radius: joint circle radius in pixels; thickness: link (and box) line width.
-        draw_boxes: also draw each box in its track colour with ``id N``.
+        draw_boxes: also draw each box with ``id N``.
     """
-    skeleton = info.get("skeleton") or []
-    joint_colors = info.get("joint_colors")
-    link_colors = info.get("link_colors")
-    for person in people:
-        keypoints = np.asarray(person["keypoints"], np.float64).reshape(-1, 3)
-        shown = (keypoints[:, 2] >= keypoint_threshold) & np.isfinite(keypoints[:, :2]).all(axis=1)
-        if draw_boxes and person.get("box") is not None:
-            x, y, w, h = (float(v) for v in person["box"])
-            color = track_color(int(person.get("track_id", 0) or 0))
-            cv2.rectangle(frame, _point((x, y)), _point((x + w, y + h)), color, max(1, thickness), cv2.LINE_AA)
-            if person.get("track_id") is not None:
-                cv2.putText(frame, f"id {person['track_id']}", _point((x + 2, y + 14)), cv2.FONT_HERSHEY_SIMPLEX,
-                            0.45, color, 1, cv2.LINE_AA)
-        for number, (a, b) in enumerate(skeleton):
-            if a < len(keypoints) and b < len(keypoints) and shown[a] and shown[b]:
-                color = tuple(int(c) for c in link_colors[number]) if link_colors else DEFAULT_LINK_COLOR
-                cv2.line(frame, _point(keypoints[a]), _point(keypoints[b]), color, thickness, cv2.LINE_AA)
-        for joint in np.flatnonzero(shown):
-            color = tuple(int(c) for c in joint_colors[joint]) if joint_colors else DEFAULT_JOINT_COLOR
-            cv2.circle(frame, _point(keypoints[joint]), radius, color, -1, cv2.LINE_AA)
+    if not people:
+        return frame
+    keypoints = np.stack([np.asarray(person["keypoints"], np.float64).reshape(-1, 3) for person in people])
+    boxes = None
+    if draw_boxes and all(person.get("box") is not None for person in people):
+        boxes = np.array([person["box"] for person in people], np.float64)
+    ids = [person.get("track_id") for person in people]
+    frame[:] = draw_pose(frame, keypoints, info.get("skeleton") or [], info.get("joint_colors"),
+                         info.get("link_colors"), kpt_thr=keypoint_threshold, radius=radius, thickness=thickness,
+                         boxes=boxes, track_ids=ids if draw_boxes and None not in ids else None)
     return frame
 
 
 def blend_heatmap(frame: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend a ``(H', W')`` heatmap in [0, 1] (resized to the frame) as a JET colour map over ``frame`` in place."""
-    heat = cv2.resize(np.clip(np.asarray(heatmap, np.float32), 0, 1), (frame.shape[1], frame.shape[0]))
-    colored = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    weight = (alpha * heat)[..., None]
-    frame[:] = (frame * (1 - weight) + colored * weight).astype(np.uint8)
+    """Blend heatmaps ``(h, w)`` or ``(h, w, J)`` in [0, 1] over ``frame`` in place
+    (:func:`densevision.visualization.pose.heatmap_blend`)."""
+    frame[:] = heatmap_blend(frame, heatmap, alpha=alpha)
     return frame
 
 
