@@ -469,15 +469,15 @@ def test_demo_dataset_is_valid_coco_and_loads(tmp_path):
 def test_demo_generation_is_deterministic_and_skipped_when_complete(tmp_path):
     first = make_demo_coco_keypoints(tmp_path / "a", num_train=3, num_val=1, size=64, seed=9)
     second = make_demo_coco_keypoints(tmp_path / "b", num_train=3, num_val=1, size=64, seed=9)
-    for relative in ("images/train/000002.png", "annotations/person_keypoints_train.json"):
+    for relative in ("images/train/000000000003.png", "annotations/person_keypoints_train.json"):
         assert (first / relative).read_bytes() == (second / relative).read_bytes()
-    stamp = (first / "images" / "train" / "000000.png").stat().st_mtime_ns
+    stamp = (first / "images" / "train" / "000000000001.png").stat().st_mtime_ns
     marker = json.loads((first / MARKER).read_text())
     assert marker["seed"] == 9
     make_demo_coco_keypoints(first, num_train=3, num_val=1, size=64, seed=9)
-    assert (first / "images" / "train" / "000000.png").stat().st_mtime_ns == stamp  # not rewritten
+    assert (first / "images" / "train" / "000000000001.png").stat().st_mtime_ns == stamp  # not rewritten
     other = make_demo_coco_keypoints(tmp_path / "c", num_train=3, num_val=1, size=64, seed=10)
-    assert (other / "images/train/000002.png").read_bytes() != (first / "images/train/000002.png").read_bytes()
+    assert (other / "images/train/000000000003.png").read_bytes() != (first / "images/train/000000000003.png").read_bytes()
 
 
 # ------------------------------------------------------------------------------------------ real data
