@@ -27,6 +27,7 @@ import functools
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -256,7 +257,15 @@ class PoseTask(Task):
         for image, truth, points, score in zip(batch["image"], batch["keypoints"], predicted, scores):
             truth = np.concatenate([truth[:, :2], (truth[:, 2:3] > 0).astype(np.float32)], axis=1)
             answer = np.concatenate([points, score[:, None]], axis=1)
-            pictures.append(side_by_side_pose(to_uint8(image), truth, answer, self.info))
+            image = to_uint8(image)
+            # Small crops (64x64) are enlarged so the skeletons can be seen; pixel centres stay aligned.
+            factor = max(1, int(np.ceil(256 / min(image.shape[:2]))))
+            if factor > 1:
+                image = cv2.resize(image, (image.shape[1] * factor, image.shape[0] * factor),
+                                   interpolation=cv2.INTER_LINEAR)
+                for points in (truth, answer):
+                    points[:, :2] = (points[:, :2] + 0.5) * factor - 0.5
+            pictures.append(side_by_side_pose(image, truth, answer, self.info))
         return pictures
 
     def write_report(self, results: dict, sums: dict, output_dir, samples=None) -> list:
