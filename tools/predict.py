@@ -6,7 +6,7 @@ Folders are walked recursively and their structure is kept under DIR. Per task:
   segmentation    <relative path without extension>.png index masks (values = class ids) of the input's
                   displayed size; --color adds color/..., --overlay adds overlays/...
   classification  predictions.csv and predictions.json with the --top-k classes of every image
-  pose            <relative path>.png skeleton overlays and results.json in COCO's results format; people found
+  pose            overlays/<relative path>.png skeletons and results.json in COCO's results format; people found
                   with OpenCV's HOG detector, --boxes FILE.json, or --single (the whole image is one person)
 Broken inputs (corrupt, empty, not an image, unreadable) are skipped with a warning; DIR/report.json lists
 {"ok": [...], "failed": [{"path", "error"}]}. Exit status: 0 all predicted, 1 some inputs failed, 2 usage error
