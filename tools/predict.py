@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @tool_main
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # inputs may come before or after the options
     from densevision.engine.predictor import PredictOptions, predict_command, validate_options
 
     options = validate_options(PredictOptions(
