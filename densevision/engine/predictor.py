@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import itertools
 import os
 import queue
 import sys
@@ -220,14 +221,10 @@ def predict_folder(model, task, images: Sequence[tuple[Path, str]], output_dir: 
     bar = tqdm(total=len(todo), desc="predict", unit="image", disable=not progress, dynamic_ncols=True)
     # Decoding runs ahead on a thread pool (OpenCV and PIL release the GIL) while the model predicts.
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        pending: list = []
-        ahead = 2 * max(1, options.batch_size)
         jobs = iter(todo)
-        for job in jobs:
-            pending.append((job, pool.submit(_read, job.path)))
-            if len(pending) < ahead:
-                continue
-            break
+        # A bounded window of decodes runs ahead of the model (memory stays bounded on huge folders).
+        pending = [(job, pool.submit(_read, job.path))
+                   for job in itertools.islice(jobs, 2 * max(1, options.batch_size))]
         try:
             while pending:
                 job, future = pending.pop(0)
