@@ -39,7 +39,7 @@ REPORT = "report.json"
 DEFAULT_MAX_PIXELS = 2048 * 2048
 
 
-from densevision.errors import UsageError
+from densevision.errors import OutputError, UsageError
 
 
 class PredictionError(UsageError):
@@ -159,7 +159,8 @@ class _Writer:
                 from densevision.files import describe_os_error
 
                 # A full or read-only disk fails every later write too: stop, keeping what is written.
-                self.fatal = OSError(f"cannot write the outputs of {job.path}: {describe_os_error(error)}")
+                self.fatal = OutputError(f"cannot write the outputs of {job.path} to {job.outputs[0].parent}: "
+                                         f"{describe_os_error(error)}; the inputs before it were written")
                 self.failed.append({"path": str(job.path), "error": str(self.fatal)})
             except Exception as error:
                 self.failed.append({"path": str(job.path), "error": f"writing failed: {error}"})
