@@ -7,6 +7,7 @@ import json
 import math
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -489,7 +490,15 @@ def test_fps_counter_and_text():
 
 
 def test_command_line_demo_run_and_one_line_errors(tmp_path, capsys):
-    from densevision.video.cli import build_parser, pose_video_command
+    import importlib.util
+
+    from densevision.video.cli import pose_video_command
+
+    spec = importlib.util.spec_from_file_location(
+        "pose_video_tool", Path(__file__).resolve().parents[1] / "tools" / "pose_video.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    build_parser = tool.build_parser
 
     clip = write_clip(tmp_path / "clip.avi", 6)
     output, results = tmp_path / "out.mp4", tmp_path / "out.json"
