@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from densevision.data.errors import DatasetError, summarize_items
-from densevision.data.io import read_image
+from densevision.data.io import read_image, verify_images
 from densevision.data.topdown import DEFAULT_PADDING, box_to_center_scale
 
 #: Problems in report order: (noun, what is wrong). ``{joints}`` and ``{tolerance}`` are filled in.
@@ -160,7 +160,8 @@ class KeypointSource:
             padding: the region is the box grown to that aspect ratio, times ``padding``.
             outside_tolerance: a labelled joint more than this fraction of the image size beyond its border is
                 a problem (an image of the wrong size or coordinates of another image).
-            check_images: read each image's header (size and readability); existence is always checked.
+            check_images: read each image's header (size) and decode it once (a file cut short is found here;
+                verdicts cached); existence is always checked.
             skip_bad_records: drop bad records with a warning instead of raising (file-level problems still
                 raise).
         """
@@ -221,6 +222,13 @@ class KeypointSource:
                 if expected is not None and tuple(expected) != size:
                     problems.add("image_size", f"{path} (file {size[1]}x{size[0]}, annotation "
                                                f"{expected[1]}x{expected[0]}, as WxH)", numbers)
+        if read_headers:
+            # A file cut short after an intact header passes the header read: decode every image once (verdicts
+            # cached by size and modification time), so it is named here and not hours into training.
+            for path, reason in verify_images(sorted(self.image_sizes)).items():
+                text = str(reason)
+                text = text[len(f"{path}: "):] if text.startswith(f"{path}: ") else text
+                problems.add("unreadable_image", f"{path} ({text})", by_path[Path(path)])
 
     # ------------------------------------------------------------------------------------------------ access
     def __len__(self) -> int:
