@@ -515,3 +515,16 @@ def test_real_coco_and_mpii_samples():
     labelled = mpii.load(2)["keypoints"][:, 2]
     assert labelled[0] == 0 and labelled[5] == 0 and (labelled[1:5] == 2).all()
     assert all(np.isfinite(mpii.load(i)["meta"]["head_size"]) for i in range(5))
+
+
+def test_a_pose_image_cut_short_after_its_header_is_named_at_open(tmp_path):
+    """The header read passes a truncated PNG; the full decode at open names it (not a crash mid-epoch)."""
+    from densevision.data.coco_keypoints import CocoKeypoints
+    from densevision.data.errors import DatasetError
+
+    root = make_demo_coco_keypoints(tmp_path / "demo", num_train=2, num_val=2, size=64, seed=1)
+    victim = sorted((root / "images" / "val").glob("*.png"))[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match=rf"{victim.name}.*truncated"):
+        CocoKeypoints(str(root), "val", input_size=[64, 64])
