@@ -23,8 +23,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from densevision.data.errors import DatasetError
-from densevision.data.keypoint_source import KeypointSource, PersonRecord, Problems, check_input_size, resolve
-from densevision.data.skeletons import COCO_JOINTS, keypoint_info
+from densevision.data.keypoint_source import KeypointSource, PersonRecord, Problems, resolve
+from densevision.data.skeletons import COCO_JOINTS
 from densevision.data.topdown import DEFAULT_PADDING
 from densevision.registry import DATASETS
 
@@ -94,30 +94,22 @@ class CocoKeypoints(KeypointSource):
             json, joints far outside the image, zero-size boxes: one message listing all of them.
     """
 
-    @classmethod
-    def describe(cls, **options) -> dict:
-        """The dataset's ``info`` (joints, skeleton, flip pairs, colours, metric) without opening any data."""
-        return keypoint_info("coco")
+    dataset = "coco"
+    source_name = "coco_keypoints"
+    layout = _LAYOUT
 
     def __init__(self, root: str, split: str = "train",
                  annotation_file: str = "annotations/person_keypoints_{split}.json",
                  image_dir: str = "images/{split}", input_size: Sequence[int] = (256, 192),
                  padding: float = DEFAULT_PADDING, min_keypoints: int = 1, outside_tolerance: float = 0.1,
                  check_images: bool = True, skip_bad_records: bool = False):
-        if root is None:
-            raise DatasetError(f"coco_keypoints: data.root is not set; {_LAYOUT}")
-        self.root, self.split = Path(root).expanduser(), split
-        where = f"coco_keypoints {split!r} at {self.root}"
-        input_size = check_input_size(input_size, where)
-        if not self.root.is_dir():
-            raise DatasetError(f"{where}: dataset root not found; {_LAYOUT}")
+        where, input_size = self._open_root(root, split, input_size)
         self.annotation_path = resolve(self.root, annotation_file, split)
         self.image_dir = resolve(self.root, image_dir, split)
         if not self.image_dir.is_dir() and image_dir == "images/{split}" and (self.root / split).is_dir():
             self.image_dir = self.root / split  # COCO's own layout: root/val2017/
         data = read_coco_json(self.annotation_path)
         self.coco = index_coco(data, self.annotation_path)
-        self.info = keypoint_info("coco")
         self.info["annotation_file"] = str(self.annotation_path)
 
         problems = Problems()

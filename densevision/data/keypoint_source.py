@@ -29,6 +29,7 @@ from PIL import Image
 
 from densevision.data.errors import DatasetError, summarize_items
 from densevision.data.io import read_image, verify_images
+from densevision.data.skeletons import keypoint_info
 from densevision.data.topdown import DEFAULT_PADDING, box_to_center_scale
 
 #: Problems in report order: (noun, what is wrong). ``{joints}`` and ``{tolerance}`` are filled in.
@@ -142,10 +143,37 @@ class KeypointSource:
     Subclasses build :class:`PersonRecord` s and call :meth:`_finish`.
     """
 
+    #: the dataset definition in :mod:`densevision.data.skeletons` ("coco", "mpii", "lsp")
+    dataset: str
+    #: the name the source is registered under (``data.name``), for messages
+    source_name: str
+    #: the expected layout, ending every "not found" message
+    layout: str
     root: Path
     split: str
     info: dict
     names: list[str]
+
+    @classmethod
+    def describe(cls, **options) -> dict:
+        """The dataset's ``info`` (joints, skeleton, flip pairs, colours, metric) without opening any data."""
+        return keypoint_info(cls.dataset)
+
+    def _open_root(self, root, split: str, input_size) -> tuple[str, tuple[int, int]]:
+        """Set ``root``, ``split`` and ``info``; return ``(where, input_size)`` after checking both exist / make sense.
+
+        Raises:
+            DatasetError: no ``data.root``, a root that is not a folder, a bad ``input_size``.
+        """
+        if root is None:
+            raise DatasetError(f"{self.source_name}: data.root is not set; {self.layout}")
+        self.root, self.split = Path(root).expanduser(), split
+        self.info = keypoint_info(self.dataset)
+        where = f"{self.source_name} {split!r} at {self.root}"
+        input_size = check_input_size(input_size, where)
+        if not self.root.is_dir():
+            raise DatasetError(f"{where}: dataset root not found; {self.layout}")
+        return where, input_size
 
     def _finish(self, records: list[PersonRecord], problems: Problems, *, where: str, input_size,
                 padding: float = DEFAULT_PADDING, outside_tolerance: float = 0.1, check_images: bool = True,

@@ -37,11 +37,9 @@ from densevision.data.keypoint_source import (
     KeypointSource,
     PersonRecord,
     Problems,
-    check_input_size,
     labelled_extent,
     resolve,
 )
-from densevision.data.skeletons import keypoint_info
 from densevision.data.topdown import DEFAULT_PADDING
 from densevision.registry import DATASETS
 
@@ -119,23 +117,16 @@ class LSP(KeypointSource):
             zero-size boxes: one message.
     """
 
-    @classmethod
-    def describe(cls, **options) -> dict:
-        """The dataset's ``info`` (joints, skeleton, flip pairs, colours, metric) without opening any data."""
-        return keypoint_info("lsp")
+    dataset = "lsp"
+    source_name = "lsp"
+    layout = _LAYOUT
 
     def __init__(self, root: str, split: str = "train", visibility_flag: str = "auto",
                  image_pattern: Optional[str] = None, joints_file: str = "joints.mat", image_dir: str = "images",
                  splits: Optional[dict] = None, box_margin: float = 0.1, input_size: Sequence[int] = (256, 256),
                  padding: float = DEFAULT_PADDING, outside_tolerance: float = 0.1, check_images: bool = True,
                  skip_bad_records: bool = False):
-        if root is None:
-            raise DatasetError(f"lsp: data.root is not set; {_LAYOUT}")
-        self.root, self.split = Path(root).expanduser(), split
-        where = f"lsp {split!r} at {self.root}"
-        input_size = check_input_size(input_size, where)
-        if not self.root.is_dir():
-            raise DatasetError(f"{where}: dataset root not found; {_LAYOUT}")
+        where, input_size = self._open_root(root, split, input_size)
         self.joints_path = resolve(self.root, joints_file, split)
         joints, layout = read_lsp_joints(self.joints_path)
         count = len(joints)
@@ -154,7 +145,6 @@ class LSP(KeypointSource):
         if len(missing) == len(numbers) and split == "test":
             raise DatasetError(f"{where}: the test half (images 1001-2000) is not present: none of its images is in "
                                f"{image_dir_path}; {_LAYOUT}")
-        self.info = keypoint_info("lsp")
         self.info["visibility_flag"] = flag_means
         records = []
         for number in numbers:

@@ -34,8 +34,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from densevision.data.errors import DatasetError
-from densevision.data.keypoint_source import KeypointSource, PersonRecord, Problems, check_input_size, resolve
-from densevision.data.skeletons import MPII_JOINTS, keypoint_info
+from densevision.data.keypoint_source import KeypointSource, PersonRecord, Problems, resolve
+from densevision.data.skeletons import MPII_JOINTS
 from densevision.data.topdown import DEFAULT_PADDING, box_to_center_scale
 from densevision.registry import DATASETS
 
@@ -126,22 +126,15 @@ class MPII(KeypointSource):
             missing/unreadable images, joints far outside the image, non-positive scale: one message.
     """
 
-    @classmethod
-    def describe(cls, **options) -> dict:
-        """The dataset's ``info`` (joints, skeleton, flip pairs, colours, metric) without opening any data."""
-        return keypoint_info("mpii")
+    dataset = "mpii"
+    source_name = "mpii"
+    layout = _LAYOUT
 
     def __init__(self, root: str, split: str = "train", annotation_file: Optional[str] = None,
                  image_dir: str = "images", headbox_file: Optional[str] = None, require_headbox: bool = False,
                  input_size: Sequence[int] = (256, 256), padding: float = DEFAULT_PADDING,
                  outside_tolerance: float = 0.1, check_images: bool = True, skip_bad_records: bool = False):
-        if root is None:
-            raise DatasetError(f"mpii: data.root is not set; {_LAYOUT}")
-        self.root, self.split = Path(root).expanduser(), split
-        where = f"mpii {split!r} at {self.root}"
-        input_size = check_input_size(input_size, where)
-        if not self.root.is_dir():
-            raise DatasetError(f"{where}: dataset root not found; {_LAYOUT}")
+        where, input_size = self._open_root(root, split, input_size)
         if annotation_file is None:
             tried = [resolve(self.root, name, split) for name in _default_annotation_files(split)]
             found = [path for path in tried if path.is_file()]
@@ -164,7 +157,6 @@ class MPII(KeypointSource):
                 raise DatasetError(f"{where}: {headbox_path} holds {len(headboxes)} head boxes but "
                                    f"{self.annotation_path.name} has {len(entries)} records; they must match one "
                                    f"to one, in order (gt_valid.mat goes with the validation JSON)")
-        self.info = keypoint_info("mpii")
         problems = Problems()
         records = self._records(entries, headboxes, require_headbox, input_size, padding, problems)
         self._finish(records, problems, where=where, input_size=input_size, padding=padding,
