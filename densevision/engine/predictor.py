@@ -261,7 +261,7 @@ def predict_folder(model, task, images: Sequence[tuple[Path, str]], output_dir: 
     return {**report, "skipped": len(done), "seconds": time.perf_counter() - started}
 
 
-def prediction_info(recipe, model=None) -> dict[str, Any]:
+def prediction_info(recipe) -> dict[str, Any]:
     """The dataset ``info`` the task needs to answer (class names, palette; joints, skeleton, flip pairs).
 
     Opened from the recipe's dataset when it is on this machine; otherwise from what the source can say without

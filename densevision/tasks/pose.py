@@ -70,11 +70,6 @@ class PoseTask(Task):
         self.codec = CODECS.get(codec_name)(input_size=self.input_size, **codec_options)
         test = getattr(recipe, "test", None) if recipe is not None else None
         self.flip_test = bool(getattr(test, "flip_test", False))
-        model_options = recipe.model.kwargs() if recipe is not None else {}
-        declared = model_options.get("num_joints")
-        if declared is not None and int(declared) != self.num_joints:
-            raise ValueError(f"model.num_joints is {declared} but the dataset ({info.get('dataset', '?')}) has "
-                             f"{self.num_joints} joints; set model.num_joints: {self.num_joints}")
 
     @property
     def default_monitor(self) -> tuple[str, str]:
