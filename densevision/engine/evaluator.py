@@ -1,9 +1,9 @@
-"""Task-agnostic evaluation: run a model over a dataset, sum the task's additive statistics, report.
+"""Task-agnostic evaluation: the one loop that validation inside training and ``tools/evaluate.py`` share.
 
-The evaluator knows nothing about segmentation: it calls ``task.metric_sums`` per batch, sums the statistics
-in numpy (int64 / float64, so long evaluations stay exact), and asks the task for the numbers
-(``metric_results``) and, optionally, a printable table (``format_results``) and report files
-(``write_report``).
+The evaluator names no task: per batch it calls ``task.metric_sums`` (additive statistics, reduced over replicas and
+summed in numpy as int64 / float64, so long evaluations stay exact) and ``task.collect_tensors`` (per-example
+answers gathered from every replica for metrics that cannot be summed, such as COCO AP), then asks the task for
+the numbers (``metric_results``), a printable table (``format_results``) and report files (``write_report``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from densevision.engine.checkpoints import load_checkpoint  # noqa: F401  (re-ex
 from densevision.data.sources import open_source, resolve_split  # noqa: F401  (re-exported)
 from densevision.files import to_json_compatible, write_json  # noqa: F401  (re-exported)
 from densevision.registry import TASKS
-
-
 
 # ------------------------------------------------------------------------------------------------ evaluate
 
@@ -124,34 +122,23 @@ def flatten_results(results: dict[str, Any], separator: str = "/") -> dict[str, 
     return flat
 
 
-# ---------------------------------------------------------------------------------------------- checkpoints
-
-
 # ----------------------------------------------------------------------------------------- full evaluation
 
 
-def prepared_batches(source, task, transforms: list, indices) -> list[tuple[str, dict]]:
-    """``[(name, batch of one prepared example (numpy, float32 image))]`` for report pictures, prepared exactly
-    as the evaluation pipeline prepares them (same transforms, same per-index seeds)."""
+def predict_samples(model: keras.Model, task, source, transforms: list, count: int) -> list[tuple[str, dict, Any]]:
+    """The first ``count`` examples of ``source``, prepared exactly as the evaluation pipeline prepares them (same
+    transforms, same per-index seeds), with the model's outputs: ``[(name, batch of one example (numpy dict),
+    outputs (numpy, or a list of arrays))]``, for report pictures."""
     from densevision.data.pipeline import sample_seed
 
     prepare = task.preparer(transforms, training=False)
-    batches = []
-    for index in indices:
+    samples = []
+    for index in range(min(count, len(source))):
         example = prepare(source.load(index), sample_seed(0, 0, index))
         batch = {key: np.asarray(example[key], spec.dtype.as_numpy_dtype)[None]
                  for key, spec in task.example_spec.items()}
-        batches.append((str(source.names[index]), batch))
-    return batches
-
-
-def predict_samples(model: keras.Model, task, source, transforms: list, count: int) -> list[tuple[str, dict, Any]]:
-    """The first ``count`` examples of ``source``, prepared like the evaluation data, with the model's outputs:
-    ``[(name, batch of one example (numpy dict), outputs (numpy, or a list of arrays))]``."""
-    samples = []
-    for name, batch in prepared_batches(source, task, transforms, range(min(count, len(source)))):
         outputs = task.forward(model, tf.constant(batch["image"]), training=False)
-        samples.append((name, batch, tf.nest.map_structure(lambda t: np.asarray(t), outputs)))
+        samples.append((str(source.names[index]), batch, tf.nest.map_structure(np.asarray, outputs)))
     return samples
 
 
