@@ -370,3 +370,13 @@ def test_export_tool_tflite_at_the_recipe_crop_size(tmp_path, segmenter):
     assert "as tflite" in done.stdout and "32x48" in done.stdout and "(tolerance 0.0001) ok" in done.stdout
     _, runner = tflite_runner(output)
     assert list(runner.get_input_details()["images"]["shape"]) == [1, 32, 48, 3]
+
+
+def test_export_to_a_folder_that_is_a_file_is_one_error_line(tmp_path, segmenter, capsys):
+    require_builtin_parts()
+    recipe = write_recipe(tmp_path / "tiny.yaml")
+    weights = tmp_path / "tiny.weights.h5"
+    segmenter.save_weights(weights)
+    (tmp_path / "blocker").write_text("a file")
+    assert export_command(str(recipe), str(weights), "saved_model", str(tmp_path / "blocker" / "out")) == 2
+    assert "blocker is a file, not a folder" in capsys.readouterr().err

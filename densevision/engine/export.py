@@ -57,7 +57,7 @@ import cv2
 import keras
 import tensorflow as tf
 
-from densevision.errors import UsageError
+from densevision.errors import DensevisionError, UsageError
 
 FORMATS = ("saved_model", "keras", "tflite")
 #: largest allowed ``max|exported - keras| / max(1, max|keras|)`` of the raw prediction, per format
@@ -308,7 +308,9 @@ def _prepare_output(path: Path, format: str, overwrite: bool) -> None:
         raise ExportError(f"output {path}: a keras export must end in .keras")
     if path.exists() and not overwrite:
         raise ExportError(f"output {path} already exists; pass --overwrite (overwrite=True) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from densevision.files import check_writable_dir
+
+    check_writable_dir(path.parent, what=f"output {path}: its folder", create=True)
 
 
 def _replace(tmp: Path, path: Path) -> None:
@@ -623,9 +625,8 @@ def export_command(
     0: exported and within the format's parity tolerance; 1: exported but the parity check failed (the file is
     kept for inspection); 2: one ``error: ...`` line on stderr (recipe, checkpoint, options, calibration folder).
     """
-    from densevision.engine.checkpoints import CheckpointError
     from densevision.engine.checkpoints import load_checkpoint
-    from densevision.recipes import RecipeError, load_recipe
+    from densevision.recipes import load_recipe
 
     try:
         if format not in FORMATS:
@@ -661,7 +662,7 @@ def export_command(
         report = export_model(model, output, format, task, input_size=size,
                               calibration_images=calibration_images, overwrite=overwrite,
                               metadata={"recipe": recipe.name, "checkpoint": str(weights)})
-    except (RecipeError, CheckpointError, ExportError) as error:
+    except DensevisionError as error:  # recipe, checkpoint, output, option: one line, exit 2
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE_ERROR
     size_text = f"{report['input_size'][0]}x{report['input_size'][1]}" if report["input_size"] else "any size"
