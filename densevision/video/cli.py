@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from densevision.errors import DensevisionError
 from densevision.video.detect import (DetectorUnavailableError, HogPersonDetector, boxes_from_table, frames_beyond,
                                       load_boxes_json, whole_frame_finder)
 from densevision.video.io import VideoError, VideoWriter, check_output_path, open_frames
@@ -126,16 +127,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def pose_video_command(args: argparse.Namespace) -> int:
     """Run ``tools/pose_video.py`` with parsed ``args``; returns the exit code (see the module docstring)."""
-    from densevision.engine.checkpoints import CheckpointError
-    from densevision.recipes import RecipeError
-
     if not args.debug:
         # FFmpeg prints its own line for every damaged packet; the tool reports those frames itself. Read when
         # FFmpeg is first used, so it must be set before the first VideoCapture.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         return _run(args)
-    except (VideoError, RecipeError, CheckpointError, DetectorUnavailableError, NotImplementedError) as error:
+    except (DensevisionError, DetectorUnavailableError) as error:  # every expected failure: one line, exit 2
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
