@@ -25,6 +25,13 @@ from densevision.registry import TASKS
 
 # ------------------------------------------------------------------------------------------------ evaluate
 
+#: Every worker reads the whole evaluation stream and keeps its replicas' share of each global batch (DATA
+#: sharding): every example is evaluated once and every worker runs the same number of steps, even when the last
+#: batch leaves a worker nothing (FILE sharding could give workers different counts, and the one with more
+#: batches would wait forever in the next collective).
+EVAL_OPTIONS = tf.data.Options()
+EVAL_OPTIONS.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
 
 def _accumulate(totals: dict[str, np.ndarray], batch: dict[str, Any]) -> None:
     """Add one batch's statistics to ``totals``, widening to int64 / float64 so sums never overflow."""
@@ -34,18 +41,36 @@ def _accumulate(totals: dict[str, np.ndarray], batch: dict[str, Any]) -> None:
         totals[key] = totals[key] + value if key in totals else value
 
 
+def forward_at_least_one(task, model, images: tf.Tensor):
+    """``task.forward`` in inference mode on ``images`` (B, H, W, 3), B >= 0, returning outputs with B rows.
+
+    Under a distribution strategy, a last batch smaller than the number of replicas leaves some replicas (or a
+    whole worker) an empty (0, H, W, 3) share, and convolution + batch norm fail on it ("Incompatible shapes:
+    [C] vs. [0, H, W, 3]"). An empty share is run as one zero image and the outputs are cut back to zero rows, so
+    the task's loss, sums and collected tensors only ever see real examples. Inference-mode batch norm uses its
+    moving statistics, so the padding changes nothing else.
+    """
+    count = tf.shape(images)[0]
+    one_image = tf.concat([[1], tf.shape(images)[1:]], axis=0)
+    images = tf.cond(count > 0, lambda: images, lambda: tf.zeros(one_image, images.dtype))
+    outputs = task.forward(model, images, training=False)
+    return tf.nest.map_structure(lambda output: output[:count], outputs)
+
+
 def make_eval_step(model: keras.Model, task, strategy: Optional[tf.distribute.Strategy] = None,
                    with_loss: bool = False):
     """``step(batch) -> (sums, collected)``: one evaluation step under ``strategy`` (default: the current one).
 
     ``sums`` are the task's additive statistics summed over replicas (plus ``_loss_sum`` and ``_count`` with
     ``with_loss``); ``collected`` the task's per-example tensors gathered from every replica (and worker) for
-    collect-then-finalise metrics. Shapes are relaxed, so full-resolution images of many sizes share one trace.
+    collect-then-finalise metrics, in the batch's order. Shapes are relaxed, so full-resolution images of many
+    sizes share one trace. A replica whose share of the batch is smaller or empty contributes exactly its own
+    examples (see :func:`forward_at_least_one`), so the results equal a single-device run's.
     """
     strategy = strategy or tf.distribute.get_strategy()
 
     def replica_step(batch):
-        outputs = task.forward(model, batch["image"], training=False)
+        outputs = forward_at_least_one(task, model, batch["image"])
         sums = dict(task.metric_sums(batch, outputs))
         if with_loss:
             per_example = task.loss(batch, outputs)
@@ -88,6 +113,7 @@ def evaluate(model: keras.Model, task, dataset: tf.data.Dataset, steps: Optional
     step = step_fn or make_eval_step(model, task, strategy, with_loss)
     if steps is not None:
         dataset = dataset.take(steps)
+    dataset = dataset.with_options(EVAL_OPTIONS)
     total = steps
     if total is None:
         cardinality = int(dataset.cardinality())
