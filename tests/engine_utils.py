@@ -19,10 +19,10 @@ TINY_MODEL = {"name": "fc_densenet", "num_classes": 11, "blocks_down": [1, 1], "
               "growth_rate": 4, "first_filters": 8, "dropout": 0.0}
 
 
-def make_street_data(directory: Path) -> Path:
+def make_street_data(directory: Path, num_val: int = 2) -> Path:
     from densevision.data.demo_streets import make_demo_camvid
 
-    make_demo_camvid(str(directory), num_train=8, num_val=2, num_test=2, height=32, width=32, seed=0)
+    make_demo_camvid(str(directory), num_train=8, num_val=num_val, num_test=2, height=32, width=32, seed=0)
     return directory
 
 

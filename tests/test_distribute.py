@@ -1,5 +1,6 @@
 """tf.distribute without GPUs: MirroredStrategy over 2 logical CPUs, MultiWorkerMirroredStrategy over 2 processes."""
 
+import csv
 import json
 import os
 import signal
@@ -7,10 +8,19 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from densevision.data.demo_people import make_demo_coco_keypoints
+from densevision.data.image_folder import make_demo_image_folder
+from densevision.data.pipeline import build_dataset
+from densevision.data.sources import open_source
+from densevision.engine.checkpoints import load_checkpoint
+from densevision.engine.evaluator import evaluate
+from densevision.recipes import load_recipe
+from densevision.registry import TASKS
 from engine_utils import ROOT, TRAIN_TOOL, free_port, make_street_data, only_run_dir, tool_env, write_recipe
 
 MIRRORED_SCRIPT = textwrap.dedent("""
@@ -51,21 +61,18 @@ def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path):
         assert losses["mirrored"][key] == pytest.approx(losses["single"][key], rel=1e-5), key
 
 
-def test_multi_worker_mirrored_two_processes(tmp_path):
-    data = make_street_data(tmp_path / "streets")
-    recipe = write_recipe(tmp_path / "mw.yaml", data, distribute={"strategy": "multi_worker"},
-                          train={"epochs": 2, "steps_per_epoch": 2})
+def run_two_workers(args: list[str], logs: Path, timeout: float = 400, **env) -> tuple[list, list[str]]:
+    """Run ``tools/train.py ARGS`` as workers 0 and 1 of a loopback cluster; ``(exit codes, log tails)``."""
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    output = tmp_path / "out"
-    procs = []
+    procs, files = [], []
     try:
         for index in range(2):
             tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            procs.append(subprocess.Popen(
-                [sys.executable, TRAIN_TOOL, str(recipe), "--output", str(output)],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                env=tool_env(TF_CONFIG=tf_config), start_new_session=True))
-        deadline = time.time() + 400
+            files.append(open(logs / f"worker{index}.log", "w"))  # a file, not a pipe: a full pipe blocks a worker
+            procs.append(subprocess.Popen([sys.executable, TRAIN_TOOL, *args], stdout=files[-1],
+                                          stderr=subprocess.STDOUT, env=tool_env(TF_CONFIG=tf_config, **env),
+                                          cwd=ROOT, start_new_session=True))
+        deadline = time.time() + timeout
         while time.time() < deadline and any(p.poll() is None for p in procs):
             time.sleep(0.5)
         codes = [p.poll() for p in procs]
@@ -75,15 +82,54 @@ def test_multi_worker_mirrored_two_processes(tmp_path):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(timeout=30)
-    logs = [p.stdout.read()[-3000:] for p in procs]
+        for file in files:
+            file.close()
+    return codes, [(logs / f"worker{index}.log").read_text()[-3000:] for index in range(2)]
+
+
+def test_multi_worker_uneven_validation_two_processes(tmp_path):
+    """Two workers on loopback; the validation split (3 images, global batch 2) leaves worker 1 an empty share of
+    the last batch; precise BN runs under the strategy too. Both exit 0 and the chief's validation numbers equal a
+    single-device evaluation of the weights it saved."""
+    data = make_street_data(tmp_path / "streets", num_val=3)
+    recipe_path = write_recipe(tmp_path / "mw.yaml", data, distribute={"strategy": "multi_worker"},
+                               train={"epochs": 2, "steps_per_epoch": 2, "precise_bn_batches": 1})
+    output = tmp_path / "out"
+    codes, logs = run_two_workers([str(recipe_path), "--output", str(output)], tmp_path)
     assert codes == [0, 0], f"exit codes {codes}\n" + "\n-----\n".join(logs)
     run_dir = only_run_dir(output)  # only the chief wrote a run folder
-    rows = (run_dir / "history.csv").read_text().strip().splitlines()
-    assert len(rows) == 3  # header + 2 epochs
-    assert (run_dir / "checkpoints" / "last.keras").is_file()
+    with open(run_dir / "history.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 2
+
+    # The reference: the chief's last checkpoint evaluated on one device, every image once.
+    recipe = load_recipe(recipe_path, ["distribute.strategy=default"])
+    source = open_source(recipe, "val")
+    task = TASKS.get("segmentation")(recipe, source.info)
+    dataset = build_dataset(source, task.preparer([], False), task.example_spec, 2, training=False)
+    results, sums = evaluate(load_checkpoint(run_dir / "checkpoints" / "last.keras", recipe), task, dataset,
+                             progress=False, with_loss=True)
+    assert np.sum(sums["confusion"]) > 0
+    for key in ("loss", "miou", "global_accuracy", "mean_class_accuracy"):
+        assert float(rows[-1][f"val_{key}"]) == pytest.approx(results[key], rel=1e-5, abs=1e-7), key
 
 
-COLLECT_SCRIPT = textwrap.dedent("""
+@pytest.mark.slow
+def test_readme_multi_worker_demo_command(tmp_path):
+    """README's loopback command: FC-DenseNet56 on the demo streets, one epoch, validation batch 1 (worker 1's
+    share of every validation batch is empty)."""
+    output = tmp_path / "out"
+    codes, logs = run_two_workers(
+        ["recipes/tiramisu56_camvid.yaml", "--demo", "--set", "distribute.strategy=multi_worker", "--set",
+         "train.epochs=1", "--set", "tracking.wandb.mode=disabled", "--output", str(output)],
+        tmp_path, timeout=900, DENSEVISION_CACHE=str(tmp_path / "cache"))
+    assert codes == [0, 0], f"exit codes {codes}\n" + "\n-----\n".join(logs)
+    with open(only_run_dir(output) / "history.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 1 and 0 <= float(rows[0]["val_miou"]) <= 1 and float(rows[0]["val_loss"]) > 0
+
+
+UNEVEN_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
     import tensorflow as tf
@@ -93,55 +139,87 @@ COLLECT_SCRIPT = textwrap.dedent("""
     import densevision
     from densevision.data.pipeline import build_dataset
     from densevision.data.sources import open_source
-    from densevision.engine.demo import apply_demo
-    from densevision.engine.evaluator import evaluate
+    from densevision.engine.evaluator import evaluate, flatten_results, make_eval_step
     from densevision.models import build_model
-    from densevision.recipes import load_recipe
     from densevision.registry import TASKS
 
-    recipe = apply_demo(load_recipe(sys.argv[1], ["model.num_features=16", "model.zero_init_heads=false",
-                                                  "data.input_size=[64,64]"], demo=True), directory=sys.argv[2])
-    source = open_source(recipe, recipe.data.val_split)
-    task = TASKS.get("pose")(recipe, source.info)
-    seen = {}
-    finalize = task.metric_results
+    def listed(tree):
+        return {key: np.asarray(value).tolist() for key, value in tree.items()}
 
-    def spy(sums, collected=None):
-        seen[name] = {key: np.asarray(value).tolist() for key, value in (collected or {}).items()}
-        return finalize(sums, collected)
-
-    task.metric_results = spy
-    keras.utils.set_random_seed(0)
-    model = build_model(recipe)
-    # 3 per batch: the last batch is partial, so one replica gets fewer examples (or none).
-    dataset = build_dataset(source, task.preparer([], False), task.example_spec, 3, training=False)
-    results = {}
-    name = "single"
-    results[name], _ = evaluate(model, task, dataset, progress=False)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        twin = build_model(recipe)
-    twin.set_weights(model.get_weights())
-    name = "mirrored"
-    results[name], _ = evaluate(twin, task, dataset, strategy=strategy, progress=False)
-    print("RESULT" + json.dumps({"results": results, "collected": seen, "examples": len(source)}))
+    record = {}
+    for name, (recipe_path, overrides) in json.loads(sys.argv[1]).items():
+        recipe = densevision.load_recipe(recipe_path, overrides, demo=True)
+        source = open_source(recipe, recipe.data.val_split)
+        task = TASKS.get(recipe.task)(recipe, source.info)
+        # The smallest global batch whose last batch holds one example: the second replica's share is empty.
+        batch_size = next(b for b in range(2, len(source)) if len(source) % b == 1)
+        dataset = build_dataset(source, task.preparer(recipe.augmentation.val, False), task.example_spec,
+                                batch_size, training=False)
+        out = {"examples": len(source), "batch_size": batch_size}
+        finalize = task.metric_results
+        task.metric_results = lambda sums, collected=None: (out[run].update(collected=listed(collected or {})),
+                                                            finalize(sums, collected))[1]
+        keras.utils.set_random_seed(0)
+        model = build_model(recipe)
+        with strategy.scope():
+            twin = build_model(recipe)
+        twin.set_weights(model.get_weights())
+        for run, net, where in (("single", model, None), ("mirrored", twin, strategy)):
+            out[run] = {}
+            results, sums = evaluate(net, task, dataset, progress=False, strategy=where, with_loss=True)
+            out[run].update(results=flatten_results(results), sums=listed(sums))
+        # An empty share alone (what the second replica gets): zero sums and count, nothing collected.
+        # (list: an iterator left half-read keeps a loader thread that can block the interpreter's exit)
+        empty = {key: value[:0] for key, value in list(dataset)[0].items()}
+        sums, collected = make_eval_step(model, task, with_loss=True)(empty)
+        out["empty"] = {"sums": listed(sums), "collected_rows": [int(value.shape[0]) for value in collected.values()]}
+        record[name] = out
+    print("RESULT" + json.dumps(record))
 """)
 
 
-def test_collected_metrics_are_exact_under_mirrored_strategy(tmp_path):
-    """COCO AP is collect-then-finalise: every example's answer must reach the chief once, in order, from every
-    replica, including a partial last batch."""
-    script = tmp_path / "collect.py"
-    script.write_text(COLLECT_SCRIPT)
-    result = subprocess.run([sys.executable, str(script), str(ROOT / "recipes" / "hourglass_coco.yaml"),
-                             str(tmp_path / "demo")], capture_output=True, text=True, timeout=400,
-                            env=tool_env(DENSEVISION_CACHE=str(tmp_path / "cache")), cwd=ROOT)
+def test_uneven_validation_under_mirrored_strategy_equals_single_device(tmp_path):
+    """A validation split that does not divide by the global batch, whose last batch leaves the second replica
+    nothing, for every task: the same sums, loss, collected answers (COCO AP) and metrics as on one device."""
+    streets = make_street_data(tmp_path / "streets", num_val=3)
+    shapes = make_demo_image_folder(tmp_path / "shapes", per_class={"train": 1, "val": 1}, num_scenes=0)
+    people = make_demo_coco_keypoints(tmp_path / "people", num_train=1, num_val=4, size=64)
+    runs = {
+        "segmentation": [str(write_recipe(tmp_path / "seg.yaml", streets)), []],
+        # ResNet50 (batch norm in every block), random weights, on the demo shapes (5 classes, 5 val images).
+        "classification": [str(ROOT / "recipes" / "resnet50_classify.yaml"),
+                           [f"data.root={shapes}", "model.num_classes=5", "model.input_shape=[32,32,3]",
+                            "data.image_size=[32,32]"]],
+        # COCO keypoints (one or two people per image): AP from the collected tensors.
+        "pose": [str(ROOT / "recipes" / "hourglass_coco.yaml"),
+                 [f"data.root={people}", "model.num_features=16", "model.zero_init_heads=false"]],
+    }
+    result = subprocess.run([sys.executable, "-c", UNEVEN_SCRIPT, json.dumps(runs)], capture_output=True, text=True,
+                            timeout=400, env=tool_env(DENSEVISION_CACHE=str(tmp_path / "cache")), cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout.split("RESULT", 1)[1])
-    single, mirrored = record["collected"]["single"], record["collected"]["mirrored"]
-    assert len(single["image_id"]) == record["examples"] == len(mirrored["image_id"])
-    assert mirrored["image_id"] == single["image_id"]
-    for key in ("keypoints", "scores", "affine"):
-        np.testing.assert_allclose(np.asarray(mirrored[key]), np.asarray(single[key]), atol=1e-4, err_msg=key)
-    for key in ("ap", "ap50", "ar", "pck"):
-        assert record["results"]["mirrored"][key] == pytest.approx(record["results"]["single"][key], abs=1e-6), key
+    assert sorted(record) == ["classification", "pose", "segmentation"]
+    for name, out in record.items():
+        single, mirrored = out["single"], out["mirrored"]
+        assert out["examples"] % out["batch_size"] == 1, name
+        # Additive sums are exact; the loss is a float sum in another order.
+        assert mirrored["sums"] == single["sums"], name
+        assert mirrored["results"].pop("loss") == pytest.approx(single["results"].pop("loss"), rel=1e-5), name
+        assert mirrored["results"] == pytest.approx(single["results"], abs=1e-6, nan_ok=True), name
+        # Every example counted once, none padded: against the dataset's own size.
+        if name == "classification":
+            assert single["sums"]["count"] == out["examples"]
+        if name == "segmentation":  # 32x32 labelled pixels per image, void (label 11) excluded
+            assert 0 < np.sum(single["sums"]["confusion"]) <= out["examples"] * 32 * 32
+        if name == "pose":
+            assert mirrored["collected"]["image_id"] == single["collected"]["image_id"]
+            assert len(single["collected"]["image_id"]) == out["examples"]
+            for key in ("keypoints", "scores", "affine", "box_score"):
+                np.testing.assert_allclose(np.asarray(mirrored["collected"][key]),
+                                           np.asarray(single["collected"][key]), atol=1e-4, err_msg=key)
+            assert "ap" in single["results"]
+        empty = out["empty"]
+        assert empty["sums"]["_count"] == 0 and empty["sums"]["_loss_sum"] == 0, name
+        assert all(not np.any(value) for value in empty["sums"].values()), name
+        assert set(empty["collected_rows"]) <= {0}, name

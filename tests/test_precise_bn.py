@@ -32,3 +32,21 @@ def test_moving_statistics_become_the_average_of_batch_statistics():
     np.testing.assert_allclose(bn.moving_variance.numpy(), expected_var, rtol=1e-3, atol=1e-5)
     np.testing.assert_array_equal(model.get_layer("conv").get_weights()[0], kernel_before)
     assert bn.momentum == 0.99 and model.get_layer("drop").rate == 0.5  # settings restored
+
+
+def test_an_empty_batch_is_skipped():
+    """An empty batch has no statistics: averaging it in would make every moving mean NaN."""
+    rng = np.random.default_rng(1)
+    inputs = keras.Input((2, 2, 3))
+    bn_layer = keras.layers.BatchNormalization(name="bn")
+    model = keras.Model(inputs, bn_layer(inputs))
+    full = rng.normal(size=(2, 2, 2, 3)).astype("float32")
+    batches = [full, full[:0], full[::-1] * 3.0]
+    dataset = tf.data.Dataset.from_generator(lambda: ({"image": batch} for batch in batches),
+                                             output_signature={"image": tf.TensorSpec((None, 2, 2, 3))})
+
+    used = recompute_batchnorm_statistics(model, dataset, num_batches=3, progress=False)
+
+    assert used == 2
+    expected = np.mean([batches[0].reshape(-1, 3).mean(0), batches[2].reshape(-1, 3).mean(0)], axis=0)
+    np.testing.assert_allclose(bn_layer.moving_mean.numpy(), expected, rtol=1e-5, atol=1e-6)

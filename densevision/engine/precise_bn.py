@@ -24,11 +24,13 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset: tf.data.Dataset,
 
     Args:
         model: the trained model; its weights are not changed.
-        dataset: yields example dicts (training augmentation is fine; only ``batch["image"]`` (B, H, W, 3) is used).
-        num_batches: how many batches to average.
+        dataset: yields example dicts (training augmentation is fine; only ``batch["image"]`` (B, H, W, 3) is used),
+            eagerly, not distributed: under a strategy every worker averages the same whole batches, as one device
+            would.
+        num_batches: how many batches to read.
 
     Returns:
-        The number of batches used.
+        The number of batches used (empty batches are skipped).
     """
     layers = _batchnorm_layers(model)
     if not layers or num_batches <= 0:
@@ -42,6 +44,8 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset: tf.data.Dataset,
     try:
         for batch in tqdm(dataset.take(num_batches), total=num_batches, desc="precise BN",
                           disable=not progress):
+            if batch["image"].shape[0] == 0:  # no statistics in an empty batch (its mean is NaN): skip it
+                continue
             used += 1
             for layer in layers:
                 # momentum 1 - 1/n turns the moving average into the plain mean of the n batch statistics

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from densevision.data.pipeline import build_dataset, steps_per_epoch
 from densevision.engine import checkpoints as ckpt
 from densevision.engine import tracking
-from densevision.engine.distribute import is_chief, make_strategy, scratch_dir
+from densevision.engine.distribute import DistributeError, is_chief, make_strategy, scratch_dir
 from densevision.data.sources import open_source
 from densevision.engine.compat import check_model_matches_data
 from densevision.engine.evaluator import evaluate, make_eval_step
@@ -125,10 +125,13 @@ class Trainer:
         check_model_matches_data(recipe, self.train_source.info)
         self.task = TASKS.get(recipe.task)(recipe, self.train_source.info)
         self.global_batch = recipe.data.batch_size
-        if self.global_batch % strategy.num_replicas_in_sync:
-            raise ValueError(
-                f"data.batch_size={self.global_batch} must be divisible by the {strategy.num_replicas_in_sync} "
-                f"replicas (it is the global batch)")
+        replicas = strategy.num_replicas_in_sync
+        if self.global_batch % replicas:
+            # Training batches are whole (drop_remainder) and split evenly, so no replica trains on fewer examples.
+            raise DistributeError(
+                f"{recipe.source or 'recipe'}: data.batch_size={self.global_batch} must be divisible by the "
+                f"{replicas} replicas of distribute.strategy={recipe.distribute.strategy!r} (it is the global "
+                f"batch), e.g. data.batch_size={replicas * max(1, round(self.global_batch / replicas))}")
         self.steps_per_epoch = recipe.train.steps_per_epoch or steps_per_epoch(len(self.train_source), self.global_batch)
 
         with strategy.scope():
@@ -157,10 +160,10 @@ class Trainer:
             num_parallel_calls=recipe.data.num_parallel_calls, shuffle=recipe.data.shuffle).with_options(options)
         self.train_iter = iter(strategy.experimental_distribute_dataset(train_ds))
         # Validation prepares examples exactly as tools/evaluate.py does (augmentation.val), through the same loop.
+        # evaluate() shards it by data (every worker the same number of steps, some shares of the last batch empty).
         self.val_dataset = build_dataset(
             self.val_source, self.task.preparer(recipe.augmentation.val, training=False), self.task.example_spec,
-            recipe.data.eval_batch_size, training=False, num_parallel_calls=recipe.data.num_parallel_calls,
-        ).with_options(options)
+            recipe.data.eval_batch_size, training=False, num_parallel_calls=recipe.data.num_parallel_calls)
         self._make_steps()
 
     def _make_steps(self):
