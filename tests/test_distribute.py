@@ -95,7 +95,8 @@ def test_multi_worker_uneven_validation_two_processes(tmp_path):
     recipe_path = write_recipe(tmp_path / "mw.yaml", data, distribute={"strategy": "multi_worker"},
                                train={"epochs": 2, "steps_per_epoch": 2, "precise_bn_batches": 1})
     output = tmp_path / "out"
-    codes, logs = run_two_workers([str(recipe_path), "--output", str(output)], tmp_path)
+    codes, logs = run_two_workers([str(recipe_path), "--output", str(output)], tmp_path,
+                                  DENSEVISION_CACHE=str(tmp_path / "cache"))
     assert codes == [0, 0], f"exit codes {codes}\n" + "\n-----\n".join(logs)
     run_dir = only_run_dir(output)  # only the chief wrote a run folder
     with open(run_dir / "history.csv") as file:
