@@ -61,15 +61,17 @@ def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path):
         assert losses["mirrored"][key] == pytest.approx(losses["single"][key], rel=1e-5), key
 
 
-def run_two_workers(args: list[str], logs: Path, timeout: float = 400, **env) -> tuple[list, list[str]]:
-    """Run ``tools/train.py ARGS`` as workers 0 and 1 of a loopback cluster; ``(exit codes, log tails)``."""
+def run_two_workers(args: list[str], logs: Path, timeout: float = 400, program: str = TRAIN_TOOL,
+                    **env) -> tuple[list, list[str]]:
+    """Run ``PROGRAM ARGS`` (default ``tools/train.py``) as workers 0 and 1 of a loopback cluster; ``(exit codes,
+    log tails)``."""
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     procs, files = [], []
     try:
         for index in range(2):
             tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
             files.append(open(logs / f"worker{index}.log", "w"))  # a file, not a pipe: a full pipe blocks a worker
-            procs.append(subprocess.Popen([sys.executable, TRAIN_TOOL, *args], stdout=files[-1],
+            procs.append(subprocess.Popen([sys.executable, program, *args], stdout=files[-1],
                                           stderr=subprocess.STDOUT, env=tool_env(TF_CONFIG=tf_config, **env),
                                           cwd=ROOT, start_new_session=True))
         deadline = time.time() + timeout
@@ -113,6 +115,63 @@ def test_multi_worker_uneven_validation_two_processes(tmp_path):
     assert np.sum(sums["confusion"]) > 0
     for key in ("loss", "miou", "global_accuracy", "mean_class_accuracy"):
         assert float(rows[-1][f"val_{key}"]) == pytest.approx(results[key], rel=1e-5, abs=1e-7), key
+
+
+MULTI_WORKER_EVAL_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TensorFlow op
+    import keras
+    import densevision
+    from densevision.data.pipeline import build_dataset
+    from densevision.data.sources import open_source
+    from densevision.engine.distribute import is_chief
+    from densevision.engine.evaluator import evaluate
+    from densevision.models import build_model
+    from densevision.registry import TASKS
+
+    recipe = densevision.load_recipe(sys.argv[1], json.loads(sys.argv[2]), demo=True)
+    source = open_source(recipe, recipe.data.val_split)
+    task = TASKS.get(recipe.task)(recipe, source.info)
+    batch_size = next(b for b in range(2, len(source)) if len(source) % b == 1)  # worker 1's last share: empty
+    dataset = build_dataset(source, task.preparer([], False), task.example_spec, batch_size, training=False)
+    collected = {}
+    finalize = task.metric_results
+    task.metric_results = lambda sums, gathered=None: (collected.setdefault(len(collected), gathered),
+                                                       finalize(sums, gathered))[1]
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = build_model(recipe)
+    results = {"multi_worker": evaluate(model, task, dataset, progress=False, strategy=strategy, with_loss=True)[0],
+               "single": evaluate(model, task, dataset, progress=False, strategy=tf.distribute.get_strategy(),
+                                  with_loss=True)[0]}
+    if is_chief():
+        print("RESULT" + json.dumps({"examples": len(source), "batch_size": batch_size,
+                                     "results": {k: densevision.engine.evaluator.flatten_results(v)
+                                                 for k, v in results.items()},
+                                     "image_ids": [np.asarray(c["image_id"]).tolist() for c in collected.values()]}))
+""")
+
+
+def test_multi_worker_collected_pose_metrics_with_an_empty_share(tmp_path):
+    """COCO AP under two workers on loopback: every instance gathered to the chief once, in order, although worker
+    1's share of the last batch is empty; AP, PCK and loss equal the same weights evaluated on one device."""
+    people = make_demo_coco_keypoints(tmp_path / "people", num_train=1, num_val=4, size=64)
+    script = tmp_path / "evaluate_mw.py"
+    script.write_text(MULTI_WORKER_EVAL_SCRIPT)
+    overrides = [f"data.root={people}", "model.num_features=16", "model.zero_init_heads=false"]
+    codes, logs = run_two_workers([str(ROOT / "recipes" / "hourglass_coco.yaml"), json.dumps(overrides)], tmp_path,
+                                  program=str(script), DENSEVISION_CACHE=str(tmp_path / "cache"))
+    assert codes == [0, 0], f"exit codes {codes}\n" + "\n-----\n".join(logs)
+    record = json.loads((tmp_path / "worker0.log").read_text().split("RESULT", 1)[1].splitlines()[0])
+    assert record["examples"] % record["batch_size"] == 1
+    multi_worker, single = record["image_ids"]
+    assert multi_worker == single and len(single) == record["examples"]
+    results = record["results"]
+    assert results["multi_worker"].pop("loss") == pytest.approx(results["single"].pop("loss"), rel=1e-5)
+    assert "ap" in results["single"]
+    assert results["multi_worker"] == pytest.approx(results["single"], abs=1e-6, nan_ok=True)
 
 
 @pytest.mark.slow
