@@ -29,6 +29,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import densevision
+    from densevision.engine.distribute import DistributeError
     from densevision.engine.trainer import Trainer
     recipe_path, out = sys.argv[1], sys.argv[2]
     losses = {}
@@ -40,12 +41,19 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         losses[name] = {"replicas": trainer.strategy.num_replicas_in_sync,
                         "loss": [row["loss"] for row in result.history],
                         "val_loss": [row["val_loss"] for row in result.history]}
+    # An odd global batch cannot be split evenly over the 2 replicas: one clear error before any run folder.
+    recipe = densevision.load_recipe(recipe_path, ["distribute.strategy=mirrored", "distribute.devices=[/cpu:0,/cpu:1]",
+                                                   "data.batch_size=3"])
+    try:
+        Trainer(recipe, output_dir=f"{out}/odd", progress=False).fit()
+    except DistributeError as error:
+        losses["odd_batch_error"] = str(error)
     print("RESULT" + json.dumps(losses))
 """)
 
 
 def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path):
-    data = make_street_data(tmp_path / "streets")
+    data = make_street_data(tmp_path / "streets", num_val=3)  # validation batches of 2: the last leaves replica 1 none
     # Synchronised batch norm: the statistics of the global batch, as on one device.
     recipe = write_recipe(tmp_path / "m.yaml", data, model={"synchronized_bn": True},
                           train={"epochs": 2, "steps_per_epoch": 3})
@@ -59,6 +67,8 @@ def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path):
     for key in ("loss", "val_loss"):
         # Per-replica (unsynchronised) statistics already move the loss by ~2e-4 here; synchronised ones agree to ~1e-7.
         assert losses["mirrored"][key] == pytest.approx(losses["single"][key], rel=1e-5), key
+    assert "data.batch_size=3 must be divisible by the 2 replicas" in losses["odd_batch_error"]
+    assert not (tmp_path / "out" / "odd").exists()
 
 
 def run_two_workers(args: list[str], logs: Path, timeout: float = 400, program: str = TRAIN_TOOL,

@@ -4,6 +4,10 @@ The evaluator names no task: per batch it calls ``task.metric_sums`` (additive s
 summed in numpy as int64 / float64, so long evaluations stay exact) and ``task.collect_tensors`` (per-example
 answers gathered from every replica for metrics that cannot be summed, such as COCO AP), then asks the task for
 the numbers (``metric_results``), a printable table (``format_results``) and report files (``write_report``).
+
+Under any strategy the results equal a single-device run's: every worker reads the whole stream and keeps its
+replicas' share of each global batch (same number of steps everywhere), and a share left smaller or empty by a last
+batch counts exactly its own examples (:func:`forward_at_least_one`).
 """
 
 from __future__ import annotations
