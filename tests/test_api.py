@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
 import densevision
 import keras
@@ -27,7 +26,7 @@ from densevision.engine.trainer import train
 from densevision.errors import DensevisionError
 from densevision.recipes import load_recipe
 
-from engine_utils import make_street_data, write_recipe
+from engine_utils import make_street_data, write_classification_recipe, write_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,24 +173,12 @@ def test_the_readme_example_runs(seg, tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def classification(tmp_path_factory):
     """A frozen VGG16-trunk classifier on 32x32 demo shapes, trained two steps into a run folder."""
-    from densevision.data.image_folder import DEMO_CLASSES, make_demo_image_folder
+    from densevision.data.image_folder import make_demo_image_folder
 
     work = tmp_path_factory.mktemp("api_cls")
     root = make_demo_image_folder(work / "shapes", per_class={"train": 4, "val": 2}, size=32, num_scenes=0)
-    recipe = work / "tiny_classify.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "task": "classification",
-        "model": {"name": "classifier", "backbone": "vgg16", "num_classes": len(DEMO_CLASSES),
-                  "input_shape": [32, 32, 3], "head": "gap", "freeze": "all"},
-        "data": {"name": "image_folder", "root": str(root), "image_size": [32, 32], "batch_size": 5,
-                 "eval_batch_size": 5, "num_parallel_calls": 1},
-        "augmentation": {"train": [], "val": []},
-        "optimizer": {"name": "adam", "lr": 0.01},
-        "train": {"epochs": 1, "steps_per_epoch": 2, "seed": 0, "pictures_every": 0, "monitor": "val_top1",
-                  "monitor_mode": "max"},
-        "distribute": {"strategy": "default"},
-        "tracking": {"wandb": {"mode": "disabled"}, "tensorboard": False},
-    }))
+    recipe = write_classification_recipe(work / "tiny_classify.yaml", root, data={"eval_batch_size": 5},
+                                         train={"epochs": 1})
     result = train(load_recipe(recipe), output_dir=str(work / "runs"), progress=False)
     return SimpleNamespace(work=work, run=result.run_dir, root=root, recipe=recipe,
                            best=result.run_dir / "checkpoints" / "best.keras")

@@ -16,13 +16,12 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
 import densevision
 from densevision.engine.trainer import train
 from densevision.recipes import load_recipe
 
-from engine_utils import make_street_data, write_recipe
+from engine_utils import make_street_data, write_classification_recipe, write_recipe
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -94,24 +93,11 @@ def test_curves_are_drawn_when_training_ends(run):
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
-    from densevision.data.image_folder import DEMO_CLASSES, make_demo_image_folder
+    from densevision.data.image_folder import make_demo_image_folder
 
     work = tmp_path_factory.mktemp("classifier_report")
     root = make_demo_image_folder(work / "shapes", per_class={"train": 4, "val": 3}, size=32, num_scenes=0)
-    recipe = work / "tiny_classify.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "task": "classification",
-        "model": {"name": "classifier", "backbone": "vgg16", "num_classes": len(DEMO_CLASSES),
-                  "input_shape": [32, 32, 3], "head": "gap", "freeze": "all"},
-        "data": {"name": "image_folder", "root": str(root), "image_size": [32, 32], "batch_size": 5,
-                 "eval_batch_size": 4, "num_parallel_calls": 1},
-        "augmentation": {"train": [], "val": []},
-        "optimizer": {"name": "adam", "lr": 0.01},
-        "train": {"epochs": 1, "steps_per_epoch": 2, "seed": 0, "pictures_every": 0, "monitor": "val_top1",
-                  "monitor_mode": "max"},
-        "distribute": {"strategy": "default"},
-        "tracking": {"wandb": {"mode": "disabled"}, "tensorboard": False},
-    }))
+    recipe = write_classification_recipe(work / "tiny_classify.yaml", root, train={"epochs": 1})
     result = train(load_recipe(recipe), output_dir=str(work / "runs"), progress=False)
     return result.run_dir, root
 
