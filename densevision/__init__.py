@@ -1,6 +1,8 @@
 """densevision: dense-prediction vision on Keras 3 (TensorFlow backend).
 
 Public API:
+    load(source, weights=None, overrides=())
+                                            -> an Inferencer: .predict(images), .evaluate(split), .export(fmt, path)
     load_recipe(path, overrides=[...])      -> the validated Recipe
     build_model(recipe)                     -> the keras.Model a recipe describes
     build_backbone(name, weights=None, output_stride=32, input_shape=(None, None, 3))
@@ -24,6 +26,7 @@ from densevision.registry import load_builtin_parts  # noqa: E402
 load_builtin_parts()
 
 from densevision.analysis.layer_table import layer_table  # noqa: E402
+from densevision.api import load  # noqa: E402
 from densevision.backbones.api import build_backbone, freeze_backbone  # noqa: E402
 from densevision.inference.fully_convolutional import to_fully_convolutional  # noqa: E402
 from densevision.models import build_model  # noqa: E402
@@ -33,4 +36,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Recipe", "RecipeError", "build_backbone", "build_model", "freeze_backbone", "layer_table", "load_recipe",
     "to_fully_convolutional", "__version__",
+    "load",
 ]

@@ -26,6 +26,14 @@ def make_street_data(directory: Path, num_val: int = 2) -> Path:
     return directory
 
 
+def _dump_recipe(path: Path, recipe: dict, sections: dict) -> Path:
+    """Write ``recipe`` with ``sections`` merged in (a dict updates that section, anything else replaces it)."""
+    for key, value in sections.items():
+        recipe.setdefault(key, {}).update(value) if isinstance(value, dict) else recipe.__setitem__(key, value)
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
 def write_recipe(path: Path, data_root: Path, **sections) -> Path:
     recipe = {
         "task": "segmentation",
@@ -38,10 +46,28 @@ def write_recipe(path: Path, data_root: Path, **sections) -> Path:
         "distribute": {"strategy": "default"},
         "tracking": {"wandb": {"mode": "disabled"}, "tensorboard": True},
     }
-    for key, value in sections.items():
-        recipe.setdefault(key, {}).update(value) if isinstance(value, dict) else recipe.__setitem__(key, value)
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    return _dump_recipe(path, recipe, sections)
+
+
+def write_classification_recipe(path: Path, data_root: Path, **sections) -> Path:
+    """A VGG16-trunk classifier (global pooling head, frozen trunk: only the predictions layer trains, so steps are
+    fast) on the 32x32 demo shapes of ``make_demo_image_folder(..., size=32)``; ``sections`` update the recipe."""
+    from densevision.data.image_folder import DEMO_CLASSES
+
+    recipe = {
+        "task": "classification",
+        "model": {"name": "classifier", "backbone": "vgg16", "num_classes": len(DEMO_CLASSES),
+                  "input_shape": [32, 32, 3], "head": "gap", "freeze": "all"},
+        "data": {"name": "image_folder", "root": str(data_root), "image_size": [32, 32], "batch_size": 5,
+                 "eval_batch_size": 4, "num_parallel_calls": 1},
+        "augmentation": {"train": [], "val": []},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"epochs": 2, "steps_per_epoch": 2, "seed": 0, "pictures_every": 0, "monitor": "val_top1",
+                  "monitor_mode": "max"},
+        "distribute": {"strategy": "default"},
+        "tracking": {"wandb": {"mode": "disabled"}, "tensorboard": False},
+    }
+    return _dump_recipe(path, recipe, sections)
 
 
 def free_port() -> int:

@@ -23,7 +23,8 @@ from PIL import Image
 import densevision  # noqa: F401  (environment first: registers the custom layers a .keras file needs)
 import keras
 
-from engine_utils import TINY_MODEL, make_street_data, only_run_dir, tool_env, write_recipe
+from engine_utils import (TINY_MODEL, make_street_data, only_run_dir, tool_env, write_classification_recipe,
+                          write_recipe)
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID_CLASSES = 11
@@ -304,21 +305,7 @@ def classification(tmp_path_factory, cache):
 
     work = tmp_path_factory.mktemp("classification")
     root = make_demo_image_folder(work / "shapes", per_class={"train": 4, "val": 3}, size=32, num_scenes=0)
-    recipe = work / "tiny_classify.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "task": "classification",
-        # frozen trunk: only the predictions layer trains, so checkpoints stay small and steps fast
-        "model": {"name": "classifier", "backbone": "vgg16", "num_classes": len(DEMO_CLASSES),
-                  "input_shape": [32, 32, 3], "head": "gap", "freeze": "all"},
-        "data": {"name": "image_folder", "root": str(root), "image_size": [32, 32], "batch_size": 5,
-                 "eval_batch_size": 4, "num_parallel_calls": 1},
-        "augmentation": {"train": [], "val": []},
-        "optimizer": {"name": "adam", "lr": 0.01},
-        "train": {"epochs": 2, "steps_per_epoch": 2, "seed": 0, "pictures_every": 0, "monitor": "val_top1",
-                  "monitor_mode": "max"},
-        "distribute": {"strategy": "default"},
-        "tracking": {"wandb": {"mode": "disabled"}, "tensorboard": False},
-    }))
+    recipe = write_classification_recipe(work / "tiny_classify.yaml", root)
     done = run_tool("train", recipe, "--output", work / "runs", cache=cache)
     assert done.returncode == 0, report(done)
     run = only_run_dir(work / "runs")

@@ -149,6 +149,18 @@ def read_image(path: PathLike) -> np.ndarray:
                 array = np.asarray(image.convert("RGB"))
     except ValueError as error:
         raise ImageReadError(path, f"unsupported pixel format ({error}); convert it to 8-bit RGB") from None
+    return as_rgb_uint8(array)
+
+
+def as_rgb_uint8(array: np.ndarray) -> np.ndarray:
+    """Decoded pixels as uint8 ``(H, W, 3)`` RGB, by the reader's rules: grey ``(H, W)`` or ``(H, W, 1)``
+    repeated, alpha ``(H, W, 4)`` dropped, 16-bit reduced to the high byte. The in-memory half of
+    :func:`read_image` (``densevision.load(...).predict`` takes arrays through it).
+
+    Raises:
+        ValueError: floating-point pixels (``"float32 pixels"``).
+    """
+    array = _to_uint8(np.asarray(array))
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     elif array.shape[2] == 4:

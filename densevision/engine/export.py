@@ -599,6 +599,24 @@ def export_model(
     return {**parity, "path": str(path), "format": format, "int8": int8, "input_size": served_size}
 
 
+def resolve_input_size(recipe, model: keras.Model, format: str, input_size: Optional[Sequence[int]] = None
+                       ) -> Optional[tuple[int, int]]:
+    """``input_size`` as ``(H, W)``; for TFLite without one, the size the recipe implies (:func:`recipe_input_size`).
+
+    Raises:
+        ExportError: a TFLite export of a recipe that implies no size.
+    """
+    size = tuple(int(v) for v in input_size) if input_size else None
+    if format == "tflite" and size is None:
+        size = recipe_input_size(recipe, model)
+        if size is None:
+            raise ExportError(
+                f"recipe {recipe.name!r} implies no input size (no fixed model input, data.input_size or crop "
+                f"in its augmentation): pass --input-size H W"
+            )
+    return size
+
+
 def _build_task(recipe):
     """The recipe's task, built from its dataset's info (described without data where the source can)."""
     from densevision.engine.predictor import prediction_info
@@ -646,14 +664,7 @@ def export_command(
 
             recipe = apply_demo(recipe)
         model = load_checkpoint(weights, recipe)
-        size = tuple(input_size) if input_size else None
-        if format == "tflite" and size is None:
-            size = recipe_input_size(recipe, model)
-            if size is None:
-                raise ExportError(
-                    f"recipe {recipe.name!r} implies no input size (no fixed model input, data.input_size or crop "
-                    f"in its augmentation): pass --input-size H W"
-                )
+        size = resolve_input_size(recipe, model, format, input_size)
         task = _build_task(recipe)
         from densevision.engine.compat import check_checkpoint_matches
 

@@ -213,17 +213,12 @@ class Trainer:
         value = schedule(inner.iterations) if callable(schedule) else schedule
         return float(keras.ops.convert_to_numpy(value))
 
-    def _log_pictures(self, epoch: int, wandb_run) -> None:
-        every = self.recipe.train.pictures_every
-        if not (self.chief and every and (epoch + 1) % every == 0 and self.recipe.train.num_pictures):
+    def _log_pictures(self, epoch: int, wandb_run, last: bool = False) -> None:
+        every = self.recipe.train.pictures_every  # 0: never; else every N epochs and after the last
+        if not (self.chief and every and ((epoch + 1) % every == 0 or last) and self.recipe.train.num_pictures):
             return
-        pictures: list[np.ndarray] = []
-        # One example at a time: full-resolution validation images may differ in size.
-        for example in self.val_dataset.unbatch().take(self.recipe.train.num_pictures):
-            batch = {key: value.numpy()[None] for key, value in example.items()}
-            outputs = self.task.forward(self.model, tf.constant(batch["image"]), training=False)
-            pictures += self.task.pictures(batch, tf.nest.map_structure(np.asarray, outputs))
-        tracking.save_pictures(pictures, self.run_dir / "pictures", epoch, wandb_run)
+        samples = tracking.sample_outputs(self.model, self.task, self.val_dataset, self.recipe.train.num_pictures)
+        tracking.log_pictures(self.task, samples, self.run_dir, epoch, wandb_run, self.recipe.tracking.tensorboard)
 
     def fit(self) -> TrainResult:
         """Train for the recipe's epochs (from the checkpoint's epoch when resuming) and return the result."""
@@ -302,7 +297,7 @@ class Trainer:
                 log.warning("train.monitor=%r is not among the logged metrics %s; best.keras follows the "
                             "last epoch", monitor, sorted(logs))
                 ckpt.copy_atomic(self.write_dir / LAST, self.write_dir / BEST)
-            self._log_pictures(epoch, wandb_run)
+            self._log_pictures(epoch, wandb_run, last=epoch + 1 == recipe.train.epochs or out_of_time)
             epochs_run = epoch + 1
             if out_of_time and epoch + 1 < recipe.train.epochs:
                 if self.chief:
@@ -312,6 +307,8 @@ class Trainer:
         if self.chief and best_epoch is None and (self.write_dir / LAST).is_file() \
                 and not (self.write_dir / BEST).is_file():
             ckpt.copy_atomic(self.write_dir / LAST, self.write_dir / BEST)
+        if self.chief:
+            tracking.plot_curves(self.run_dir)
         tracking.finish_wandb(wandb_run, self.run_dir, recipe)
         result = TrainResult(self.run_dir, epochs_run, monitor, best_value, best_epoch, history)
         if self.chief:

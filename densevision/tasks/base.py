@@ -147,6 +147,11 @@ class Task:
         """Sample pictures (uint8 ``(H, W, 3)``) showing predictions against targets, for tracking and reports."""
         return []
 
+    def picture_masks(self, batch: dict, outputs) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Per example, the image (uint8 ``(H, W, 3)``) and named label maps ``(H, W)`` (``"ground_truth"``,
+        ``"prediction"``) for trackers that draw masks themselves (W&B masks); ``[]`` for tasks without them."""
+        return []
+
     def write_report(self, results: dict, sums: dict, output_dir: str, samples=None) -> list:
         """Optional task-specific evaluation files (tables, confusion-matrix pictures, sample overlays).
 

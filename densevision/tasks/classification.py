@@ -116,13 +116,32 @@ class ClassificationTask(Task):
             "count": tf.size(labels),
         }
 
-    def metric_results(self, sums: dict[str, np.ndarray], collected=None) -> dict[str, float]:
-        """``{"top1": float, "top5": float}`` accuracies (NaN for an empty evaluation)."""
+    def collect_tensors(self, batch: dict, outputs) -> dict:
+        """``{"label": (B,) int32, "predicted": (B,) int32}``: gathered during evaluation (not training steps) for
+        the confusion matrix, two integers per image."""
+        y_pred = tf.convert_to_tensor(final_output(outputs))
+        return {"label": tf.cast(tf.reshape(batch["label"], [-1]), tf.int32),
+                "predicted": tf.argmax(y_pred, axis=-1, output_type=tf.int32)}
+
+    def metric_results(self, sums: dict[str, np.ndarray], collected=None) -> dict[str, Any]:
+        """``{"top1": float, "top5": float}`` accuracies (NaN for an empty evaluation); with ``collected`` (an
+        evaluation) also ``"confusion"`` (K, K) counts (rows: true class, columns: predicted) as nested lists and
+        ``"per_class_accuracy"`` ``{class: fraction of its images predicted as it}`` (NaN for a class without
+        images)."""
         count = float(np.asarray(sums["count"]))
         if count == 0:
-            return {"top1": float("nan"), "top5": float("nan")}
-        return {"top1": float(np.asarray(sums["correct_top1"])) / count,
-                "top5": float(np.asarray(sums["correct_top5"])) / count}
+            results = {"top1": float("nan"), "top5": float("nan")}
+        else:
+            results = {"top1": float(np.asarray(sums["correct_top1"])) / count,
+                       "top5": float(np.asarray(sums["correct_top5"])) / count}
+        if collected and "label" in collected:
+            confusion = confusion_from_labels(collected["label"], collected["predicted"], self.num_classes)
+            totals = confusion.sum(axis=1)
+            results["per_class_accuracy"] = {
+                name: float(confusion[i, i] / totals[i]) if totals[i] else float("nan")
+                for i, name in enumerate(self.class_names)}
+            results["confusion"] = confusion.tolist()
+        return results
 
     # ---- outputs
     def decode(self, outputs, batch: dict = None) -> list[dict[str, Any]]:
@@ -144,6 +163,52 @@ class ClassificationTask(Task):
                 f"true: {self._name(truth)}",
             ], (40, 160, 40) if predicted == truth else (200, 40, 40)))
         return pictures
+
+    @staticmethod
+    def format_results(results: dict) -> str:
+        """Per-class accuracy (when evaluated), then top-1 and top-5."""
+        per_class = results.get("per_class_accuracy") or {}
+        width = max([len(name) for name in per_class] + [len("top-1 accuracy")])
+        lines = []
+        if per_class:
+            lines = [f"{'class':<{width}}  accuracy", f"{'-' * width}  --------"]
+            lines += [f"{name:<{width}}  " + ("     n/a" if value != value else f"{value:8.4f}")
+                      for name, value in per_class.items()]
+            lines.append(f"{'-' * width}  --------")
+        lines += [f"{'top-1 accuracy':<{width}}  {results['top1']:8.4f}",
+                  f"{'top-5 accuracy':<{width}}  {results['top5']:8.4f}"]
+        return "\n".join(lines)
+
+    def write_report(self, results: dict, sums: dict, output_dir, samples=None) -> list:
+        """As segmentation's report: ``per_class_accuracy.txt`` (the table), ``confusion_matrix.csv`` (counts,
+        rows: true class, columns: predicted), ``confusion_matrix.png`` (row-normalised) and
+        ``overlays/<name>.png`` (captioned sample pictures)."""
+        import csv
+        import io
+
+        from densevision.files import write_png, write_text
+        from densevision.visualization.segmentation import save_confusion_matrix_png
+
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        written = [output_dir / "per_class_accuracy.txt"]
+        write_text(written[0], self.format_results(results) + "\n")
+        if "confusion" in results:
+            confusion = np.asarray(results["confusion"], np.int64)
+            table = io.StringIO()
+            writer = csv.writer(table)
+            writer.writerow(["true \\ predicted", *self.class_names])
+            for name, row in zip(self.class_names, confusion):
+                writer.writerow([name, *(int(v) for v in row)])
+            written.append(output_dir / "confusion_matrix.csv")
+            write_text(written[-1], table.getvalue())
+            written.append(output_dir / "confusion_matrix.png")
+            save_confusion_matrix_png(confusion, self.class_names, written[-1])
+        for name, batch, outputs in samples or ():
+            path = output_dir / "overlays" / f"{Path(name).as_posix().replace('/', '_')}.png"
+            write_png(path, self.pictures(batch, outputs)[0])
+            written.append(path)
+        return written
 
     # ---- export
     raw_output_name = "logits"
@@ -209,6 +274,14 @@ class ClassificationTask(Task):
 
         make_demo_image_folder(directory)
         return {"data.root": str(directory), "data.name": "image_folder", "model.num_classes": len(DEMO_CLASSES)}
+
+
+def confusion_from_labels(labels, predicted, num_classes: int) -> np.ndarray:
+    """``(K, K)`` int64 counts, rows the true class and columns the predicted one, from ``(N,)`` class indices."""
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    predicted = np.asarray(predicted, np.int64).reshape(-1)
+    return np.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
 
 
 def captioned(image: np.ndarray, lines: list[str], colour, min_width: int = 192) -> np.ndarray:

@@ -273,6 +273,11 @@ class SegmentationTask(Task):
         return [visualize.side_by_side([to_uint8(image), self.colorize(np.asarray(target)), self.colorize(label)])
                 for image, target, label in zip(batch["image"], batch["mask"], self.decode(outputs, batch))]
 
+    def picture_masks(self, batch: dict, outputs) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Per example, the image and its ``"ground_truth"`` and ``"prediction"`` label maps ``(H, W)`` int32."""
+        return [(to_uint8(image), {"ground_truth": np.asarray(target, np.int32), "prediction": label})
+                for image, target, label in zip(batch["image"], batch["mask"], self.decode(outputs, batch))]
+
     # ---- export
     raw_output_name = "logits"
 
