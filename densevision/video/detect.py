@@ -2,23 +2,11 @@
 
 Every finder answers ``(boxes float32 (N, 4) [x, y, w, h] in frame pixels, scores float32 (N,))``.
 
-Boxes file format (``--boxes FILE.json``), either of:
-
-1. per frame::
-
-       {"frames": [{"frame": 0, "boxes": [[x, y, w, h], [x, y, w, h, score], ...]}, ...]}
-
-2. a COCO-style detection list, one entry per box, ``"frame"`` (or ``"image_id"``) the 0-based frame index::
-
-       [{"frame": 0, "bbox": [x, y, w, h], "score": 0.9}, ...]
-
-Frames not listed have no people; a missing score is 1.0; ``w`` and ``h`` must be positive.
+Boxes files (``--boxes FILE.json``): :mod:`densevision.data.boxes`, the one parser of the predict and video tools.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from pathlib import Path
 from typing import Callable, Optional
@@ -26,7 +14,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from densevision.video.io import VideoError
+from densevision.data.boxes import BoxesTable, empty_boxes, load_boxes_file
 
 Boxes = tuple[np.ndarray, np.ndarray]
 
@@ -41,8 +29,7 @@ class DetectorUnavailableError(RuntimeError):
     """The person detector cannot run in this environment (the OpenCV build lacks it)."""
 
 
-def _empty() -> Boxes:
-    return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+_empty = empty_boxes
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -138,81 +125,27 @@ def whole_frame_box(width: int, height: int) -> Boxes:
     return np.array([[0, 0, width, height]], np.float32), np.ones((1,), np.float32)
 
 
-def _parse_box(values, where: str) -> tuple[list[float], float]:
-    if not isinstance(values, (list, tuple)) or len(values) not in (4, 5):
-        raise VideoError(f"{where}: expected [x, y, w, h] or [x, y, w, h, score], got {values!r}")
-    try:
-        numbers = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise VideoError(f"{where}: box values must be numbers, got {values!r}") from None
-    if not all(math.isfinite(v) for v in numbers) or numbers[2] <= 0 or numbers[3] <= 0:
-        raise VideoError(f"{where}: box {values!r} needs finite values and positive width and height")
-    return numbers[:4], (numbers[4] if len(numbers) == 5 else 1.0)
-
-
-def _frame_index(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
-        raise VideoError(f"{where}: frame index must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
 def load_boxes_json(path: str | os.PathLike) -> dict[int, Boxes]:
-    """Per-frame people boxes from a JSON file (formats in the module docstring): ``{frame: (boxes, scores)}``.
+    """The frame-indexed entries of a boxes file, ``{frame: (boxes, scores)}`` (the one parser and its layouts:
+    :mod:`densevision.data.boxes`; :func:`~densevision.data.boxes.load_boxes_file` keeps image names too).
 
     Raises:
-        VideoError: naming the file and the entry: unreadable JSON, an unknown layout, a bad frame index or box,
-            a frame listed twice (per-frame layout).
+        BoxesFileError: naming the file and the entry.
     """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise VideoError(f"boxes file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise VideoError(f"boxes file {path} is not readable JSON ({error})") from None
-    collected: dict[int, tuple[list, list]] = {}
-    if isinstance(data, dict) and isinstance(data.get("frames"), list):
-        for position, entry in enumerate(data["frames"]):
-            where = f"boxes file {path}, frames[{position}]"
-            if not isinstance(entry, dict) or "frame" not in entry or not isinstance(entry.get("boxes"), list):
-                raise VideoError(f"{where}: expected {{\"frame\": i, \"boxes\": [[x, y, w, h(, score)], ...]}}, "
-                                 f"got {entry!r:.120}")
-            frame = _frame_index(entry["frame"], where)
-            if frame in collected:
-                raise VideoError(f"{where}: frame {frame} is listed twice")
-            boxes, scores = collected.setdefault(frame, ([], []))
-            for number, values in enumerate(entry["boxes"]):
-                box, score = _parse_box(values, f"{where} (frame {frame}), box {number}")
-                boxes.append(box)
-                scores.append(score)
-    elif isinstance(data, list):
-        for position, entry in enumerate(data):
-            where = f"boxes file {path}, entry {position}"
-            key = "frame" if isinstance(entry, dict) and "frame" in entry else "image_id"
-            if not isinstance(entry, dict) or key not in entry or "bbox" not in entry:
-                raise VideoError(f"{where}: expected {{\"frame\" (or \"image_id\"): i, \"bbox\": [x, y, w, h], "
-                                 f"\"score\": s}}, got {entry!r:.120}")
-            frame = _frame_index(entry[key], where)
-            box, _ = _parse_box(entry["bbox"], f"{where} (frame {frame}), bbox")
-            score = entry.get("score", 1.0)
-            if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-                raise VideoError(f"{where} (frame {frame}): score must be a number, got {score!r}")
-            boxes, scores = collected.setdefault(frame, ([], []))
-            boxes.append(box)
-            scores.append(float(score))
-    else:
-        raise VideoError(f"boxes file {path}: expected {{\"frames\": [{{\"frame\": i, \"boxes\": [...]}}]}} or a "
-                         f"list of {{\"frame\": i, \"bbox\": [x, y, w, h], \"score\": s}}; got {type(data).__name__}")
-    return {frame: (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32))
-            for frame, (boxes, scores) in sorted(collected.items())}
+    table = load_boxes_file(path)
+    return {frame: table.entries[frame] for frame in table.frames()}
 
 
-def boxes_from_table(table: dict[int, Boxes]) -> Callable[[np.ndarray, int], Boxes]:
-    """A ``find_people(frame, index)`` answering the boxes of a loaded boxes file (none for unlisted frames)."""
+def boxes_from_table(table: BoxesTable | dict[int, Boxes], names: Optional[list[str]] = None
+                     ) -> Callable[[np.ndarray, int], Boxes]:
+    """A ``find_people(frame, index)`` answering the boxes a boxes file lists for frame ``index`` (or, for an image
+    folder, for its file ``names[index]``); none for unlisted frames."""
+    if not isinstance(table, BoxesTable):
+        table = BoxesTable(Path("<boxes>"), dict(table))
 
     def find_people(frame: np.ndarray, index: int) -> Boxes:
-        boxes, scores = table.get(index, _empty())
-        return boxes.copy(), scores.copy()
+        name = names[index] if names is not None and index < len(names) else None
+        return table.lookup(frame=index, name=name)
 
     return find_people
 
@@ -226,6 +159,7 @@ def whole_frame_finder() -> Callable[[np.ndarray, int], Boxes]:
     return find_people
 
 
-def frames_beyond(table: dict[int, Boxes], frame_count: Optional[int]) -> list[int]:
+def frames_beyond(table: BoxesTable | dict[int, Boxes], frame_count: Optional[int]) -> list[int]:
     """Frames of a boxes file at or past ``frame_count`` (a file made for another video, most likely)."""
-    return [] if frame_count is None else [frame for frame in table if frame >= frame_count]
+    frames = table.frames() if isinstance(table, BoxesTable) else sorted(table)
+    return [] if frame_count is None else [frame for frame in frames if frame >= frame_count]
