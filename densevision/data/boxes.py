@@ -33,6 +33,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from densevision.data.io import IMAGE_EXTENSIONS
 from densevision.errors import UsageError
 
 Key = Union[int, str]
@@ -101,8 +102,9 @@ def _frame(value, where: str) -> int:
 
 
 def _name(value, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BoxesFileError(f"{where}: image name must be a non-empty string, got {value!r:.60}")
+    if not isinstance(value, str) or PurePosixPath(value).suffix.lower() not in IMAGE_EXTENSIONS:
+        raise BoxesFileError(f"{where}: expected an image path relative to the input folder (ending in "
+                             f"{', '.join(IMAGE_EXTENSIONS)}), got {value!r:.60}")
     return PurePosixPath(value.replace("\\", "/")).as_posix()
 
 
