@@ -120,6 +120,103 @@ class HogPersonDetector:
         return boxes[keep], scores[keep]
 
 
+KERAS_HUB_PERSON = 1
+"""The person class of keras-hub's COCO presets (``keras_hub.utils.coco_name_to_id("person")``: COCO's own ids)."""
+
+
+class KerasHubPersonDetector:
+    """People from a keras-hub object detector (``keras_hub.models.ObjectDetector``: D-FINE, RetinaNet), person
+    class only, then NMS.
+
+    Args:
+        detector: a built keras-hub ``ObjectDetector`` (e.g. from a config, in tests), or None to load ``preset``.
+        preset: a keras-hub preset name (``"dfine_nano_coco"``, ``"retinanet_resnet50_fpn_coco"``), downloaded on
+            first use into the Kaggle cache (``$KAGGLEHUB_CACHE``, default ``~/.cache/kagglehub``).
+        person_class: the detector's label of a person (:data:`KERAS_HUB_PERSON` for the COCO presets).
+        score_threshold: keep detections at least this confident; nms_iou: NMS IoU threshold.
+
+    Raises:
+        DetectorUnavailableError: keras-hub is not installed, or the preset cannot be loaded (offline, unknown
+            name); the message names the preset and the cache folder.
+    """
+
+    def __init__(self, detector=None, preset: Optional[str] = None, person_class: int = KERAS_HUB_PERSON,
+                 score_threshold: float = 0.3, nms_iou: float = 0.4):
+        if detector is None:
+            detector = load_keras_hub_detector(preset)
+        self.detector, self.person_class = detector, person_class
+        self.score_threshold, self.nms_iou = score_threshold, nms_iou
+        self.box_format = getattr(detector, "bounding_box_format", "yxyx")
+        shape = getattr(getattr(detector, "backbone", None), "image_shape", None) or (None, None, 3)
+        self.input_size = tuple(shape[:2]) if None not in tuple(shape[:2]) else None  # (H, W) when fixed
+
+    def __call__(self, frame: np.ndarray, index: int = 0) -> Boxes:
+        """``frame`` uint8 ``(H, W, 3)`` RGB -> ``(boxes (N, 4) [x, y, w, h], scores (N,))``, best first."""
+        image, scale_x, scale_y = frame, 1.0, 1.0
+        if self.input_size is not None and tuple(frame.shape[:2]) != self.input_size:
+            height, width = self.input_size
+            image = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            scale_x, scale_y = frame.shape[1] / width, frame.shape[0] / height
+        out = self.detector.predict(image[None].astype(np.float32), verbose=0)
+        count = int(np.asarray(out.get("num_detections", [len(out["boxes"][0])])).reshape(-1)[0])
+        boxes = np.asarray(out["boxes"], np.float32)[0][:count]
+        scores = np.asarray(out["confidence"], np.float32)[0][:count]
+        labels = np.asarray(out["labels"])[0][:count]
+        wanted = (labels == self.person_class) & (scores >= self.score_threshold)
+        boxes, scores = boxes[wanted], scores[wanted]
+        if self.box_format == "yxyx":
+            boxes = boxes[:, [1, 0, 3, 2]]
+        elif self.box_format != "xyxy":
+            raise ValueError(f"keras-hub detector: box format {self.box_format!r} is not handled (yxyx, xyxy)")
+        xywh = np.stack([boxes[:, 0] * scale_x, boxes[:, 1] * scale_y, (boxes[:, 2] - boxes[:, 0]) * scale_x,
+                         (boxes[:, 3] - boxes[:, 1]) * scale_y], axis=1).astype(np.float32).reshape(-1, 4)
+        keep = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
+        xywh, scores = xywh[keep], scores[keep]
+        order = non_max_suppression(xywh, scores, self.nms_iou)
+        return xywh[order], scores[order]
+
+
+def load_keras_hub_detector(preset: Optional[str]):
+    """``keras_hub.models.ObjectDetector.from_preset(preset)``, with one clear error when it cannot load.
+
+    Raises:
+        DetectorUnavailableError: keras-hub missing, or the preset not loadable (names the preset and the cache).
+    """
+    if not preset:
+        raise DetectorUnavailableError("--detector keras_hub:PRESET needs a preset name, e.g. keras_hub:dfine_nano_coco")
+    try:
+        # Optional dependency, imported only when asked for: keras-hub pulls tensorflow-text and with it the
+        # full `tensorflow` wheel, which must not be installed beside tensorflow-cpu.
+        import keras_hub
+    except ImportError as error:
+        raise DetectorUnavailableError(f"--detector keras_hub:{preset} needs keras-hub, which is not importable "
+                                       f"({error}); use the default HOG detector or --boxes") from None
+    cache = os.environ.get("KAGGLEHUB_CACHE") or str(Path("~/.cache/kagglehub").expanduser())
+    try:
+        return keras_hub.models.ObjectDetector.from_preset(preset)
+    except Exception as error:  # noqa: BLE001 - offline, unknown preset, bad cache: all end in this one message
+        raise DetectorUnavailableError(
+            f"keras-hub preset {preset!r} could not be loaded ({type(error).__name__}: {str(error)[:200]}); it is "
+            f"downloaded on first use into {cache} (KAGGLEHUB_CACHE): connect once, or copy the preset there, or "
+            f"use the default HOG detector") from None
+
+
+def make_person_detector(spec: str = "hog", score_threshold: float = 0.3, nms_iou: float = 0.4,
+                         upscale: float = 1.0):
+    """The person finder named by ``--detector``: ``"hog"`` (:class:`HogPersonDetector`) or ``"keras_hub:PRESET"``
+    (:class:`KerasHubPersonDetector`).
+
+    Raises:
+        DetectorUnavailableError: an unknown name, or the detector cannot run here.
+    """
+    if spec == "hog":
+        return HogPersonDetector(score_threshold=score_threshold, nms_iou=nms_iou, upscale=upscale)
+    if spec.startswith("keras_hub:"):
+        return KerasHubPersonDetector(preset=spec.split(":", 1)[1], score_threshold=score_threshold, nms_iou=nms_iou)
+    raise DetectorUnavailableError(f"--detector {spec}: expected hog or keras_hub:PRESET (e.g. "
+                                   f"keras_hub:dfine_nano_coco)")
+
+
 def whole_frame_box(width: int, height: int) -> Boxes:
     """The whole frame as one person (``--single``): ``([[0, 0, width, height]], [1.0])``."""
     return np.array([[0, 0, width, height]], np.float32), np.ones((1,), np.float32)
