@@ -9,7 +9,7 @@ missing score 1.0):
        {"frames": [{"frame": 0, "boxes": [[x, y, w, h], [x, y, w, h, score], ...]},
                    {"frame": 1, "file": "0001.jpg", "people": [{"box": [x, y, w, h], "score": s, ...}, ...]}]}
 
-   (``"file"`` instead of, or beside, ``"frame"`` keys the entry by image name);
+   (``"file"`` instead of ``"frame"`` keys the entry by image name; beside it, ``"frame"`` is the key);
 2. a flat list of detections, as COCO results and ``predict``'s ``results.json`` are::
 
        [{"frame": 0, "bbox": [x, y, w, h], "score": 0.9}, {"image": "a/b.jpg", "box": [...], ...}, ...]
@@ -59,12 +59,11 @@ class BoxesTable:
 
     def __init__(self, path: Path, entries: dict[Key, tuple[np.ndarray, np.ndarray]]):
         self.path, self.entries = path, entries
-        self._by_name = {PurePosixPath(key).name: key for key in entries if isinstance(key, str)}
 
     def lookup(self, frame: Optional[int] = None, name: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
-        """The boxes of frame ``frame`` or image ``name`` (a relative path; its file name also matches), copies;
-        none when neither is listed."""
-        for key in (frame, name, None if name is None else self._by_name.get(PurePosixPath(name).name)):
+        """The boxes of frame ``frame`` or image ``name`` (a relative path, or else its file name alone, as the
+        file lists it), copies; none when neither is listed."""
+        for key in (frame, name, None if name is None else PurePosixPath(name).name):
             if key is not None and key in self.entries:
                 boxes, scores = self.entries[key]
                 return boxes.copy(), scores.copy()
@@ -128,7 +127,7 @@ def _label(key: Key) -> str:
     return f"frame {key}" if isinstance(key, int) else f"image {key!r}"
 
 
-def _key(entry: dict, where: str, keys=("frame", "image_id", "image", "file")) -> Key:
+def _key(entry: dict, where: str, keys=("frame", "image", "file", "image_id")) -> Key:
     for name in keys:
         if name in entry:
             if name in ("frame", "image_id"):

@@ -32,8 +32,8 @@ class DetectorUnavailableError(RuntimeError):
 _empty = empty_boxes
 
 
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Intersection over union of ``[x, y, w, h]`` boxes: ``(N, 4), (M, 4) -> (N, M)`` (0 where a union is empty)."""
+def _intersections(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(intersection (N, M), area_a (N,), area_b (M,))`` of ``[x, y, w, h]`` boxes."""
     a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
     left = np.maximum(a[:, None, 0], b[None, :, 0])
@@ -41,8 +41,20 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     right = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
     bottom = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
     intersection = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - intersection
+    return intersection, a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Intersection over union of ``[x, y, w, h]`` boxes: ``(N, 4), (M, 4) -> (N, M)`` (0 where a union is empty)."""
+    intersection, area_a, area_b = _intersections(boxes_a, boxes_b)
+    union = area_a[:, None] + area_b[None, :] - intersection
     return np.where(union > 0, intersection / np.where(union > 0, union, 1), 0.0)
+
+
+def box_coverage(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """The fraction of each box ``a`` inside each box ``b``: ``(N, 4), (M, 4) -> (N, M)`` (0 for an empty ``a``)."""
+    intersection, area_a, _ = _intersections(boxes_a, boxes_b)
+    return np.where(area_a[:, None] > 0, intersection / np.where(area_a > 0, area_a, 1)[:, None], 0.0)
 
 
 def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from densevision.video.detect import box_iou, non_max_suppression
+from densevision.video.detect import box_coverage, box_iou, non_max_suppression
 
 DEFAULT_OKS_SIGMA = 0.08
 """Per-joint OKS sigma for skeletons without their own (COCO's range from 0.025, eyes, to 0.107, hips)."""
@@ -194,19 +194,20 @@ class PoseFollower:
         det_every: run ``find_people`` on frames ``0, N, 2N, ...`` (and after a track was lost).
         tracker: gives the ids (None: ids are None).
         keypoint_threshold, min_joints, expand: see :func:`box_from_keypoints`.
-        cover_iou: a followed box overlapping a detection by more than this is that detection.
+        cover: a followed box lying more than this fraction inside a detection is that detection (a box from
+            keypoints is narrower than a detector's, so their IoU says little).
 
     Call :meth:`scheduled` from a stage ahead (to detect while the previous frame is posed) and pass its answer as
     ``detections``; the follower then calls ``find_people`` itself only for an unscheduled frame after a loss.
     """
 
     def __init__(self, find_people, estimate, det_every: int = 1, tracker: Optional[Tracker] = None,
-                 keypoint_threshold: float = 0.3, min_joints: int = 3, expand: float = 1.25, cover_iou: float = 0.5):
+                 keypoint_threshold: float = 0.3, min_joints: int = 3, expand: float = 1.25, cover: float = 0.5):
         if det_every < 1:
             raise ValueError(f"det_every must be at least 1, got {det_every}")
         self.find_people, self.estimate, self.det_every, self.tracker = find_people, estimate, det_every, tracker
         self.keypoint_threshold, self.min_joints, self.expand = keypoint_threshold, min_joints, expand
-        self.cover_iou = cover_iou
+        self.cover = cover
         self.detector_runs = 0
         self._followed: list[tuple[Optional[int], np.ndarray, float]] = []  # (track id, next box, box score)
         self._lost = False
@@ -233,9 +234,9 @@ class PoseFollower:
         if follow and self._followed:
             carried = np.array([box for _, box, _ in self._followed], np.float32).reshape(-1, 4)
             carried_scores = np.array([score for _, _, score in self._followed], np.float32)
-            keep = non_max_suppression(carried, carried_scores, self.cover_iou)  # two tracks on one person
+            keep = non_max_suppression(carried, carried_scores, 0.5)  # two tracks that converged on one person
             if len(boxes):
-                keep = [i for i in keep if box_iou(carried[i:i + 1], boxes).max() <= self.cover_iou]
+                keep = [i for i in keep if box_coverage(carried[i:i + 1], boxes).max() <= self.cover]
             keep = np.asarray(keep, np.int64)
             boxes = np.concatenate([boxes, carried[keep]])
             scores = np.concatenate([scores, carried_scores[keep]])
