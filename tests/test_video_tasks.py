@@ -143,7 +143,8 @@ def test_segmentation_video_command_with_a_real_checkpoint(tmp_path):
     from densevision.data.camvid import CAMVID_PALETTE
 
     expected = overlay(source[1], labels, np.asarray(CAMVID_PALETTE, np.uint8), alpha=0.5)
-    assert np.abs(written[1].astype(np.float32) - expected).mean() < 4
+    close = np.abs(written[1].astype(np.float32) - expected).max(axis=-1) < 16  # MJPG is lossy
+    assert close.mean() > 0.95  # (the tool tiles and pads the frame as predict does: a few border pixels differ)
     assert sum(json.loads((tmp_path / "out.json").read_text())["frames"][1]["classes"].values()) == pytest.approx(
         1.0, abs=1e-3)
 
@@ -415,7 +416,7 @@ def test_keras_hub_detector_keeps_people_and_converts_boxes():
 def test_keras_hub_detector_built_from_a_config_runs_offline():
     keras_hub = pytest.importorskip("keras_hub", reason="keras-hub is an optional extra (it pulls the full tensorflow)")
     backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[8], input_conv_kernel_sizes=[3], stackwise_num_filters=[8, 8, 8],
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16, 16],
         stackwise_num_blocks=[1, 1, 1], stackwise_num_strides=[1, 2, 2], block_type="basic_block",
         image_shape=(64, 64, 3))
     retinanet = keras_hub.models.RetinaNetBackbone(image_encoder=backbone, min_level=3, max_level=4,
