@@ -43,6 +43,10 @@ def _text_box(frame: np.ndarray, lines: Sequence[tuple[str, Optional[Sequence[in
     return frame
 
 
+def _percent(fraction: float) -> str:
+    return f"{fraction:.0%}" if fraction >= 0.005 else "<1%"
+
+
 def class_fractions(labels: np.ndarray, num_classes: int, ignore_label: Optional[int] = None) -> np.ndarray:
     """Fraction of the pixels of ``labels`` ``(H, W)`` in each class: ``(K,)`` float64 (void pixels count in the
     total but in no class)."""
@@ -79,7 +83,7 @@ def segmentation_video(task, forward, options, opacity: float = 0.5, legend: boo
             fractions = class_fractions(labels, task.num_classes, task.ignore_label)
             present = [int(k) for k in np.argsort(-fractions, kind="stable") if fractions[k] > 0][:LEGEND_ROWS]
             if present:
-                _text_box(output, [(f"{task.class_names[k]} {fractions[k]:.0%}", task.palette[k])
+                _text_box(output, [(f"{task.class_names[k]} {_percent(fractions[k])}", task.palette[k])
                                    for k in present], right=True)
         return output
 
