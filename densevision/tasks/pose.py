@@ -417,13 +417,14 @@ class PoseTask(Task):
 
 
 def person_record(box, box_score: float, keypoints, track_id: Optional[int] = None) -> dict[str, Any]:
-    """The one per-person record of pose results, in ``predict``'s ``results.json`` and the video JSON alike::
+    """The one per-person record of pose results, in ``predict``'s ``results.json`` and the video JSON alike, in
+    COCO's keypoint-results layout (so either file loads with pycocotools' ``loadRes``)::
 
         {"track_id": int | None,          # the video's track (None in still images)
          "box": [x, y, w, h],             # the person box the pose was estimated in, image pixels
          "box_score": float,              # the person finder's score for it (1.0 for --single / unscored boxes)
-         "score": float,                  # box_score x mean joint score (the person score of COCO results)
-         "keypoints": [[x, y, score], ...]}  # J joints, image pixels (pixel centres at integers), heatmap peaks
+         "score": float,                  # box_score x mean joint score (COCO results' person score)
+         "keypoints": [x1, y1, s1, x2, y2, s2, ...]}  # J joints flat (COCO), image pixels, heatmap peaks as s
 
     Args:
         box: ``(4,)`` ``[x, y, w, h]``; box_score: the finder's score; keypoints: ``(J, 3)`` ``[x, y, score]``.
@@ -434,7 +435,7 @@ def person_record(box, box_score: float, keypoints, track_id: Optional[int] = No
             "box": [round(float(v), 2) for v in np.asarray(box).reshape(4)],
             "box_score": round(float(box_score), 4),
             "score": round(float(box_score) * mean_score, 4),
-            "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)] for x, y, s in points]}
+            "keypoints": [round(float(v), 4 if i % 3 == 2 else 2) for i, v in enumerate(points.reshape(-1))]}
 
 
 def load_image_boxes(path) -> dict[str, list]:
