@@ -236,7 +236,16 @@ class PoseFollower:
             carried_scores = np.array([score for _, _, score in self._followed], np.float32)
             keep = non_max_suppression(carried, carried_scores, 0.5)  # two tracks that converged on one person
             if len(boxes):
-                keep = [i for i in keep if box_coverage(carried[i:i + 1], boxes).max() <= self.cover]
+                coverage = box_coverage(carried, boxes)  # (followed, detections)
+                claimed: set = set()
+                for i in keep:  # a detection over a followed person continues that person's track id
+                    j = int(coverage[i].argmax())
+                    track_id = self._followed[i][0]
+                    if coverage[i, j] > self.cover and j not in claimed and self.tracker is not None \
+                            and track_id is not None:
+                        claimed.add(j)
+                        self.tracker.move(track_id, boxes[j])
+                keep = [i for i in keep if coverage[i].max() <= self.cover]
             keep = np.asarray(keep, np.int64)
             boxes = np.concatenate([boxes, carried[keep]])
             scores = np.concatenate([scores, carried_scores[keep]])
