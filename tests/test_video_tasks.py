@@ -27,7 +27,7 @@ from densevision.video.pipeline import run_pose_video, run_video
 from densevision.video.tasks import class_fractions, classification_video, segmentation_video
 from densevision.video.track import PoseFollower, Tracker, box_from_keypoints
 from densevision.visualization.segmentation import overlay
-from test_video import HEIGHT, WIDTH, figure_boxes, figure_frame, read_back, write_clip
+from test_video import HEIGHT, WIDTH, damage_jpeg_frames, figure_boxes, figure_frame, read_back, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +77,21 @@ def test_segmentation_video_blends_the_mask_and_keeps_size_rate_count(tmp_path):
     assert result["task"] == "segmentation"
     assert result["frames"][3]["classes"] == {"background": pytest.approx(1 - truth, abs=1e-4),
                                               "person": pytest.approx(truth, abs=1e-4)}
+
+
+def test_segmentation_video_skips_counts_and_marks_a_corrupt_frame(tmp_path):
+    task = SegmentationTask(SimpleNamespace(loss=None), {"class_names": NAMES, "num_classes": 2,
+                                                         "ignore_label": 255, "palette": PALETTE})
+    clip = write_clip(tmp_path / "clip.avi", 6)
+    damage_jpeg_frames(clip, [2])
+    stages, draw, record = segmentation_video(task, bright_logits, PredictOptions())
+    with open_frames(str(clip)) as frames, VideoWriter(tmp_path / "seg.avi", frames.fps, WIDTH, HEIGHT) as writer:
+        summary = run_video(frames, writer, stages, draw, record, json_path=tmp_path / "seg.json", progress=False)
+    written, *_ = read_back(tmp_path / "seg.avi")
+    assert len(written) == 6 and (summary["corrupt_frames"], summary["corrupt_frame_indices"]) == (1, [2])
+    assert np.abs(written[2].astype(int) - written[1]).mean() < 1  # the previous frame, repeated
+    entry = json.loads((tmp_path / "seg.json").read_text())["frames"][2]
+    assert entry["classes"] == {} and "could not be decoded" in entry["error"]
 
 
 def test_segmentation_legend_lists_the_classes_present_largest_first():
