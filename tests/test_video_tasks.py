@@ -147,19 +147,29 @@ def test_segmentation_video_command_with_a_real_checkpoint(tmp_path):
     recipe_path = write_recipe(tmp_path / "recipe.yaml", make_street_data(tmp_path / "streets"))
     model = build_model(load_recipe(str(recipe_path)))
     model.save(tmp_path / "model.keras")
-    clip = write_clip(tmp_path / "clip.avi", 4)
+    # 160x128: a multiple of 32, so neither the tool nor the reference pads (padding changes a random model's
+    # border answers)
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (160, 128))
+    for index in range(4):
+        writer.write(cv2.cvtColor(cv2.resize(figure_frame(index), (160, 128)), cv2.COLOR_RGB2BGR))
+    writer.release()
     assert video_main(recipe_path, clip, "--weights", tmp_path / "model.keras", "--output", tmp_path / "out.avi",
                       "--json", tmp_path / "out.json", "--no-legend", "--opacity", "0.5", "--no-progress") == 0
     written, fps, size, declared = read_back(tmp_path / "out.avi")
-    assert (len(written), declared, fps, size) == (4, 4, 12.0, (WIDTH, HEIGHT))
+    assert (len(written), declared, fps, size) == (4, 4, 12.0, (160, 128))
     source, *_ = read_back(clip)
     logits = keras.ops.convert_to_numpy(model(source[1][None].astype(np.float32), training=False))
     labels = logits[0].argmax(-1)
     from densevision.data.camvid import CAMVID_PALETTE
 
     expected = overlay(source[1], labels, np.asarray(CAMVID_PALETTE, np.uint8), alpha=0.5)
-    close = np.abs(written[1].astype(np.float32) - expected).max(axis=-1) < 16  # MJPG is lossy
-    assert close.mean() > 0.95  # (the tool tiles and pads the frame as predict does: a few border pixels differ)
+    # An untrained model's labels change from pixel to pixel, and MJPG keeps colour at half resolution: compare
+    # 4x4 averages
+    difference = cv2.blur(written[1].astype(np.float32), (4, 4)) - cv2.blur(expected.astype(np.float32), (4, 4))
+    assert np.abs(difference).mean() < 3
+    plain = cv2.blur(written[1].astype(np.float32), (4, 4)) - cv2.blur(source[1].astype(np.float32), (4, 4))
+    assert np.abs(plain).mean() > 10  # the mask is really drawn
     assert sum(json.loads((tmp_path / "out.json").read_text())["frames"][1]["classes"].values()) == pytest.approx(
         1.0, abs=1e-3)
 
