@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import densevision  # noqa: F401  (environment first)
+from densevision.data.boxes import BoxesFileError
 from densevision.data.paths import dataset_dir, missing_reason
 from densevision.video import detect
 from densevision.video.demo import STICK_FIGURE_INFO, stick_figure_estimator
@@ -150,14 +151,18 @@ def test_image_folder_natural_order_fps_and_bad_images(tmp_path):
         frame[0, 0] = (250, 10, 90)  # RGB
         cv2.imwrite(str(tmp_path / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     (tmp_path / "f4.png").write_bytes(b"broken")
-    cv2.imwrite(str(tmp_path / "f5.png"), np.zeros((10, 10, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "f5.png"), np.full((10, 20, 3), (0, 200, 0), np.uint8))  # 20x10, other size
     (tmp_path / "notes.txt").write_text("not an image")
     source = open_frames(str(tmp_path))
     assert source.fps == DEFAULT_FPS and source.frame_count == 6
     assert source.frame_names == ["f1.png", "f2.png", "f3.jpg", "f4.png", "f5.png", "f10.png"]
     items = list(source)
-    assert [i for i, f, _ in items if f is None] == [3, 4]
-    assert "cannot be read" in items[3][2] and "differs from the first image's 160x112" in items[4][2]
+    assert [i for i, f, _ in items if f is None] == [3]
+    assert "cannot be read" in items[3][2]
+    # 20x10 fitted into 160x112: scaled 8x to 160x80, centred (16 black rows above and below)
+    fitted = items[4][1]
+    assert source.fitted == {4: (20, 10)} and fitted.shape == (HEIGHT, WIDTH, 3)
+    assert (fitted[16:96] == (0, 200, 0)).all() and (fitted[:16] == 0).all() and (fitted[96:] == 0).all()
     assert items[5][1][-4, 4, 0] == 200 and items[5][1][0, 0].tolist() == [250, 10, 90]  # f10.png, RGB order
     assert open_frames(str(tmp_path), fps=7.5).fps == 7.5
     assert open_frames(str(tmp_path), max_frames=2).frame_names == ["f1.png", "f2.png"]
@@ -213,7 +218,7 @@ def test_json_keypoints_are_where_the_skeleton_is_drawn_and_ids_are_stable(tmp_p
         for person in record["people"]:
             side = "left" if person["box"][0] < WIDTH / 2 else "right"
             ids_by_side[side].add(person["track_id"])
-            for joint, (x, y, score) in enumerate(person["keypoints"]):
+            for joint, (x, y, score) in enumerate(np.reshape(person["keypoints"], (-1, 3))):
                 pixel = frame[round(y), round(x)].astype(np.int32)
                 distances = np.abs(colors - pixel).max(axis=1)
                 if score >= 0.3:  # this joint's colour (MJPG costs up to ~20), nearer than any other joint's
@@ -239,11 +244,13 @@ def test_boxes_file_used_as_given_and_mp4_keeps_count_size_rate(tmp_path):
     assert (result["fps"], result["width"], result["height"]) == (15.0, WIDTH, HEIGHT)
     people = {r["frame"]: r["people"] for r in result["frames"]}
     assert [len(people[i]) for i in range(10)] == [1, 0, 0, 2, 0, 0, 0, 0, 0, 0]
-    assert people[3][1]["box"] == [100, 10, 30, 80] and people[3][1]["score"] == 0.5
-    assert people[0][0]["score"] == 0.8 and people[3][0]["score"] == 1.0 and people[3][0]["track_id"] is None
+    assert people[3][1]["box"] == [100, 10, 30, 80] and people[3][1]["box_score"] == 0.5
+    # the person score: box score x mean joint score (stick figure: 12 joints at 0.9, 2 at 0.25)
+    assert people[3][1]["score"] == pytest.approx(0.5 * (12 * 0.9 + 2 * 0.25) / 14, abs=1e-4)
+    assert people[0][0]["box_score"] == 0.8 and people[3][0]["box_score"] == 1.0 and people[3][0]["track_id"] is None
     # head top is at (x + 0.5 w, y + 0.05 h) of the given box, left knee at (x + 0.6 w, y + 0.75 h)
-    assert people[3][1]["keypoints"][13] == [115.0, 14.0, 0.9]
-    assert people[0][0]["keypoints"][4] == [34.0, 65.0, 0.9]
+    assert people[3][1]["keypoints"][3 * 13:3 * 14] == [115.0, 14.0, 0.9]  # COCO's flat x, y, score triplets
+    assert people[0][0]["keypoints"][3 * 4:3 * 5] == [34.0, 65.0, 0.9]
     assert summary["frames"] == 10 and summary["people"] == 3 and summary["frames_with_people"] == 2
 
 
@@ -353,16 +360,17 @@ def test_boxes_file_formats_agree_and_errors_name_file_and_frame(tmp_path):
     cases = [
         ({"frames": [{"frame": 4, "boxes": [[1, 2, -3, 4]]}]}, r"bad.json, frames\[0\] \(frame 4\), box 0.*positive"),
         ({"frames": [{"frame": 1, "boxes": []}, {"frame": 1, "boxes": []}]}, "frame 1 is listed twice"),
-        ([{"frame": -1, "bbox": [0, 0, 1, 1]}], "entry 0: frame index must be a non-negative integer"),
-        ([{"frame": 0, "box": [0, 0, 1, 1]}], "entry 0: expected"),
-        ({"boxes": []}, "expected {\"frames\""),
+        ([{"frame": -1, "bbox": [0, 0, 1, 1]}], "entry 0, frame: frame index must be a non-negative integer"),
+        ([{"frame": 0, "bx": [0, 0, 1, 1]}], r"entry 0 \(frame 0\): expected a \"box\" \(or \"bbox\"\)"),
+        ({"boxes": []}, "image 'boxes': expected an image path relative to the input folder"),
+        ({"frames": {}}, "expected {\"frames\""),
     ]
     for content, message in cases:
         bad.write_text(json.dumps(content))
-        with pytest.raises(VideoError, match=message):
+        with pytest.raises(BoxesFileError, match=message):
             load_boxes_json(bad)
     bad.write_text("{not json")
-    with pytest.raises(VideoError, match="not readable JSON"):
+    with pytest.raises(BoxesFileError, match="cannot read it as JSON"):
         load_boxes_json(bad)
 
 
@@ -511,7 +519,7 @@ def test_command_line_demo_run_and_one_line_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "wrote 6 frame(s)" in out and "6 frame(s), 1 track(s)" in out
     record = json.loads(results.read_text())["frames"][0]["people"][0]
-    assert record["box"] == [0, 0, WIDTH, HEIGHT] and record["track_id"] == 0 and len(record["keypoints"]) == 14
+    assert record["box"] == [0, 0, WIDTH, HEIGHT] and record["track_id"] == 0 and len(record["keypoints"]) == 3 * 14
     assert main("--demo", "--single", "--input", str(clip), "--output", str(output), "--no-progress") == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: output {output} already exists; pass --overwrite (overwrite=True) to replace it"]

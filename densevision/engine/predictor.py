@@ -39,6 +39,7 @@ REPORT = "report.json"
 DEFAULT_MAX_PIXELS = 2048 * 2048
 
 
+from densevision.data.boxes import load_boxes_file
 from densevision.errors import OutputError, UsageError
 
 
@@ -79,6 +80,8 @@ def validate_options(options: PredictOptions) -> PredictOptions:
         problems.append("--single and --boxes: choose one way of finding people")
     if problems:
         raise PredictionError("; ".join(problems))
+    if options.boxes_file:  # pose: the whole boxes file is checked before any image (BoxesFileError, exit 2)
+        load_boxes_file(options.boxes_file)
     return options
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from densevision.data import topdown
+from densevision.data.boxes import load_boxes_file
 from densevision.registry import CODECS, TASKS
 from densevision.tasks.base import Task, final_output, to_uint8
 
@@ -335,20 +336,19 @@ class PoseTask(Task):
         return people
 
     def _find_people(self, image: np.ndarray, options, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(boxes (N, 4) xywh, scores (N,))``: the whole image (``--single``), the boxes file's entry for ``key``,
-        or OpenCV's HOG people detector."""
+        """``(boxes (N, 4) xywh, scores (N,))``: the whole image (``--single``), the boxes file's entry for ``key``
+        (:mod:`densevision.data.boxes`, checked up front by the predictor), or OpenCV's HOG people detector."""
         height, width = image.shape[:2]
         if getattr(options, "single", False):
             return np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32)
         if getattr(options, "boxes_file", None):
             table = self.__dict__.get("_boxes_table")
             if table is None:
-                table = self._boxes_table = load_image_boxes(options.boxes_file)
-            boxes = np.asarray(table.get(key, np.zeros((0, 5))), np.float32).reshape(-1, 5)
-            return boxes[:, :4], boxes[:, 4]
+                table = self._boxes_table = load_boxes_file(options.boxes_file)
+            return table.lookup(name=key)
         detector = self.__dict__.get("_detector")
         if detector is None:
-            from densevision.video.detect import HogPersonDetector
+            from densevision.video.detect import HogPersonDetector  # the detector only when no boxes are given
 
             detector = self._detector = HogPersonDetector()
         boxes, scores = detector(image)
@@ -380,15 +380,14 @@ class PoseTask(Task):
                                       self.info.get("link_colors"), boxes=boxes))
 
     def prediction_record(self, answer, relative: str, size, options) -> list[dict[str, Any]]:
-        """COCO results (``image_id``, ``category_id`` 1, ``keypoints`` as x, y, score triplets, ``score``) plus
-        ``image`` (the relative path) and ``bbox``; ``image_id`` is the file name when it is a number (COCO's own
-        images), else -1."""
+        """One :func:`person_record` per person (the video JSON's record too) with ``image`` (the relative path),
+        COCO's ``image_id`` (the file name when it is a number, COCO's own images, else -1), ``category_id`` 1 and
+        ``bbox`` (the box again, under COCO's name)."""
         stem = Path(relative).stem
         image_id = int(stem) if stem.isdigit() else -1
         return [{"image": relative, "image_id": image_id, "category_id": 1,
-                 "keypoints": [round(float(v), 2) for v in np.asarray(person["keypoints"]).reshape(-1)],
-                 "score": float(person["score"] * np.mean(np.asarray(person["keypoints"])[:, 2])),
-                 "bbox": [round(v, 2) for v in person["box"]]} for person in answer["people"]]
+                 **person_record(person["box"], person["score"], person["keypoints"]),
+                 "bbox": [round(float(v), 2) for v in person["box"]]} for person in answer["people"]]
 
     def finish_predictions(self, records: list, output_dir, options, resume: bool = False) -> list:
         """``results.json``: every person of every image (with ``resume``, earlier runs' images are kept)."""
@@ -417,30 +416,30 @@ class PoseTask(Task):
         return {"data.root": str(directory), "data.name": "coco_keypoints", "model.num_joints": 17}
 
 
-def load_image_boxes(path) -> dict[str, list]:
-    """Person boxes per image for batch prediction: ``{"relative/path.jpg": [[x, y, w, h(, score)], ...]}``.
+def person_record(box, box_score: float, keypoints, track_id: Optional[int] = None) -> dict[str, Any]:
+    """The one per-person record of pose results, in ``predict``'s ``results.json`` and the video JSON alike, in
+    COCO's keypoint-results layout (so either file loads with pycocotools' ``loadRes``)::
 
-    Raises:
-        DatasetError: unreadable JSON or a malformed entry, naming the file and the image.
+        {"track_id": int | None,          # the video's track (None in still images)
+         "box": [x, y, w, h],             # the person box the pose was estimated in, image pixels
+         "box_score": float,              # the person finder's score for it (1.0 for --single / unscored boxes)
+         "score": float,                  # box_score x mean joint score (COCO results' person score)
+         "keypoints": [x1, y1, s1, x2, y2, s2, ...]}  # J joints flat (COCO), image pixels, heatmap peaks as s
+
+    Args:
+        box: ``(4,)`` ``[x, y, w, h]``; box_score: the finder's score; keypoints: ``(J, 3)`` ``[x, y, score]``.
     """
-    import json
+    points = np.asarray(keypoints, np.float64).reshape(-1, 3)
+    mean_score = float(points[:, 2].mean()) if len(points) else 0.0
+    return {"track_id": None if track_id is None else int(track_id),
+            "box": [round(float(v), 2) for v in np.asarray(box).reshape(4)],
+            "box_score": round(float(box_score), 4),
+            "score": round(float(box_score) * mean_score, 4),
+            "keypoints": [round(float(v), 4 if i % 3 == 2 else 2) for i, v in enumerate(points.reshape(-1))]}
 
-    from densevision.data.errors import DatasetError
 
-    try:
-        table = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise DatasetError(f"--boxes {path}: cannot read it as JSON ({error})") from None
-    if not isinstance(table, dict):
-        raise DatasetError(f"--boxes {path}: expected {{\"relative/path.jpg\": [[x, y, w, h, score], ...]}}")
-    boxes = {}
-    for key, entries in table.items():
-        rows = []
-        for entry in entries if isinstance(entries, list) else [None]:
-            if not isinstance(entry, (list, tuple)) or len(entry) not in (4, 5) or \
-                    not all(isinstance(v, (int, float)) for v in entry) or entry[2] <= 0 or entry[3] <= 0:
-                raise DatasetError(f"--boxes {path}: image {key!r}: expected boxes [x, y, w, h(, score)] with "
-                                   f"positive width and height, got {entry!r}")
-            rows.append([*entry[:4], entry[4] if len(entry) == 5 else 1.0])
-        boxes[key] = rows
-    return boxes
+def load_image_boxes(path) -> dict[str, list]:
+    """Person boxes per image, ``{key: [[x, y, w, h, score], ...]}`` (kept name): the boxes file read by the one
+    parser, :func:`densevision.data.boxes.load_boxes_file` (every layout it accepts)."""
+    return {key: [[*map(float, box), float(score)] for box, score in zip(*value)]
+            for key, value in load_boxes_file(path).entries.items()}

@@ -1,8 +1,10 @@
-"""What ``tools/pose_video.py`` does: check every input, pick the person finder, build the pieces, run the loop.
+"""What ``densevision video`` (and ``tools/video.py``, ``tools/pose_video.py``) does: check every input and output up
+front, build the task's pieces, run the loop.
 
 Exit codes: 0 done (corrupt frames are reported in the summary, not failures); 2 one ``error: ...`` line for an
 input or option that cannot be used (unreadable video, camera that cannot open, empty folder, bad boxes file,
-existing output, no HOG in this OpenCV, pose estimator not available); 130 interrupted (nothing written).
+existing or unwritable output or JSON, no HOG in this OpenCV, detector preset not available); 130 interrupted
+(nothing written).
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
+from densevision.data.boxes import load_boxes_file
 from densevision.errors import DensevisionError
-from densevision.video.detect import (DetectorUnavailableError, HogPersonDetector, boxes_from_table, frames_beyond,
-                                      load_boxes_json, whole_frame_finder)
+from densevision.files import check_writable_file
+from densevision.commands.video import DEFAULT_DET_EVERY
+from densevision.video.detect import (DetectorUnavailableError, boxes_from_table, frames_beyond, make_person_detector,
+                                      whole_frame_finder)
 from densevision.video.io import VideoError, VideoWriter, check_output_path, open_frames
 from densevision.video.overlay import make_drawer
-from densevision.video.pipeline import format_summary, run_pose_video
+from densevision.video.pipeline import format_summary, run_pose_video, run_video
 from densevision.video.track import KeypointSmoother, Tracker
 
 
@@ -30,24 +35,30 @@ def make_estimator(recipe, weights: str, flip_test: bool = False, batch_size: in
     [x, y, w, h]) -> keypoints (N, J, 3) [x, y, score]`` in frame pixels: all N people of a frame in batches,
     through the pose task's crop, decode and flip test (:meth:`densevision.tasks.pose.PoseTask.estimate_people`,
     the code batch prediction uses too)."""
-    from densevision.engine.checkpoints import load_checkpoint
-    from densevision.engine.compat import check_checkpoint_matches
-    from densevision.engine.predictor import make_forward, prediction_info
-    from densevision.registry import TASKS
-
     if recipe.task != "pose":
-        raise VideoError(f"recipe {recipe.name!r} is a {recipe.task} recipe; the video tool needs a pose recipe")
-    info = prediction_info(recipe)
-    task = TASKS.get(recipe.task)(recipe, info)
-    task.flip_test = task.flip_test or flip_test
-    model = load_checkpoint(weights, recipe)
-    check_checkpoint_matches(model, recipe, info, weights, task=task)
-    forward = make_forward(model, task)
+        raise VideoError(f"recipe {recipe.name!r} is a {recipe.task} recipe; pose estimation needs a pose recipe")
+    task, forward = _task_and_forward(recipe, weights, flip_test)
 
     def estimate(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         return task.estimate_people(forward, frame, boxes, batch_size=batch_size)
 
     return estimate
+
+
+def _task_and_forward(recipe, weights: str, flip_test: bool):
+    """The recipe's task and its compiled forward pass with the checkpoint's weights (checked against the recipe)."""
+    from densevision.engine.checkpoints import load_checkpoint
+    from densevision.engine.compat import check_checkpoint_matches
+    from densevision.engine.predictor import make_forward, prediction_info
+    from densevision.registry import TASKS
+
+    info = prediction_info(recipe)
+    task = TASKS.get(recipe.task)(recipe, info)
+    if hasattr(task, "flip_test"):  # pose: flip test inside the forward pass, joints swapped
+        task.flip_test = task.flip_test or flip_test
+    model = load_checkpoint(weights, recipe)
+    check_checkpoint_matches(model, recipe, info, weights, task=task)
+    return task, make_forward(model, task)
 
 
 def pose_dataset_info(recipe) -> dict:
@@ -58,75 +69,153 @@ def pose_dataset_info(recipe) -> dict:
     return dict(prediction_info(recipe))
 
 
-def _check_options(args: argparse.Namespace) -> None:
-    if not args.demo and not args.recipe:
+def resolve_paths(args: argparse.Namespace) -> tuple[Optional[str], str]:
+    """``(recipe, input)`` from the positional paths and ``--input``: ``RECIPE INPUT``, ``RECIPE --input INPUT``,
+    or (``--demo`` without a recipe) ``INPUT`` alone.
+
+    Raises:
+        VideoError: no input, or more paths than a recipe and an input.
+    """
+    paths = list(getattr(args, "paths", []) or [])
+    if getattr(args, "recipe", None):  # a parser of the old shape (RECIPE positional, --input required)
+        paths.insert(0, args.recipe)
+    given = getattr(args, "input_option", None) or getattr(args, "input", None)
+    if given is not None:
+        if len(paths) > 1:
+            raise VideoError(f"--input {given} and the paths {paths}: give the recipe and then the input, once")
+        return (paths[0] if paths else None), given
+    if len(paths) == 2:
+        return paths[0], paths[1]
+    if len(paths) == 1 and args.demo and not args.weights:
+        return None, paths[0]
+    if len(paths) > 2:
+        raise VideoError(f"expected RECIPE INPUT, got {len(paths)} paths: {' '.join(paths)}")
+    raise VideoError("an INPUT is required: a video file, a camera index or an image folder (after the RECIPE)")
+
+
+def _check_options(args: argparse.Namespace, recipe: Optional[str]) -> None:
+    """Every option and output checked before any frame is read (a --json that cannot be written is found here,
+    not after the whole video)."""
+    if not args.demo and not recipe:
         raise VideoError("a RECIPE is required (or --demo for the stand-in stick figure)")
     if not args.demo and not args.weights:
         raise VideoError("--weights is required (or --demo for the stand-in stick figure)")
-    if args.weights and not args.recipe:
+    if args.weights and not recipe:
         raise VideoError("--weights needs the RECIPE it was trained with")
     if args.smooth and args.track == "none":
         raise VideoError("--smooth filters each track's keypoints over time and needs tracking (--track iou|oks)")
     if args.radius < 1 or args.thickness < 1:
         raise VideoError(f"--radius and --thickness must be at least 1, got {args.radius} and {args.thickness}")
-    check_output_path(args.output, args.overwrite)
+    if args.det_every is not None and args.det_every < 1:
+        raise VideoError(f"--det-every must be at least 1, got {args.det_every}")
+    if args.batch_size < 1 or args.top_k < 1:
+        raise VideoError(f"--batch-size and --top-k must be at least 1, got {args.batch_size} and {args.top_k}")
+    if not 0.0 <= args.opacity <= 1.0:
+        raise VideoError(f"--opacity must be within [0, 1], got {args.opacity}")
+    output = check_output_path(args.output, args.overwrite)
+    check_writable_file(output, what="output video", overwrite=True)
     if args.json:
         json_path = Path(args.json)
-        if json_path.resolve() == Path(args.output).resolve():
+        if json_path.resolve() == output.resolve():
             raise VideoError(f"--json {json_path} is the output video too; choose another file")
-        if json_path.exists() and not args.overwrite:
-            raise VideoError(f"--json {json_path} already exists; pass --overwrite to replace it")
+        check_writable_file(json_path, what="--json", overwrite=args.overwrite)
+
+
+def _person_finder(args: argparse.Namespace, frames):
+    """``(find_people, det_every)`` from --boxes / --single / --detector."""
+    if args.boxes:
+        table = load_boxes_file(args.boxes)
+        beyond = frames_beyond(table, frames.frame_count)
+        if beyond:
+            print(f"note: boxes file {args.boxes} lists {len(beyond)} frame(s) past the input's "
+                  f"{frames.frame_count} (first: {beyond[0]}); they are ignored", file=sys.stderr)
+        return boxes_from_table(table, frames.frame_names), args.det_every or 1
+    if args.single:
+        return whole_frame_finder(), args.det_every or 1
+    finder = make_person_detector(args.detector, score_threshold=args.bbox_thr, nms_iou=args.nms_thr,
+                                  upscale=args.det_upscale)
+    return finder, args.det_every or DEFAULT_DET_EVERY
+
+
+def _run_pose(args, recipe, frames, writer) -> dict:
+    if args.demo and not args.weights:
+        from densevision.video.demo import STICK_FIGURE_INFO, stick_figure_estimator
+
+        print("note: --demo without --weights draws a stand-in stick figure in every box (no model)",
+              file=sys.stderr)
+        info, estimate = STICK_FIGURE_INFO, stick_figure_estimator
+    else:
+        estimate = make_estimator(recipe, args.weights, flip_test=args.flip_test, batch_size=args.batch_size)
+        info = pose_dataset_info(recipe)
+    find_people, det_every = _person_finder(args, frames)
+    tracker = None if args.track == "none" else Tracker(match=args.track, sigmas=info.get("sigmas"),
+                                                        keypoint_threshold=args.kpt_thr)
+    smoother = KeypointSmoother(frames.fps) if args.smooth else None
+    draw = make_drawer(info, keypoint_threshold=args.kpt_thr, radius=args.radius, thickness=args.thickness,
+                       draw_boxes=args.draw_boxes)
+    return run_pose_video(frames, writer, find_people, estimate, draw, tracker=tracker, smoother=smoother,
+                          json_path=args.json, progress=not args.no_progress, show_fps=args.fps_text,
+                          det_every=det_every, keypoint_threshold=args.kpt_thr)
+
+
+def _run_dense(args, recipe, frames, writer) -> dict:
+    """Segmentation or classification: one forward pass per frame (the task's own prediction code)."""
+    from densevision.engine.predictor import PredictOptions
+    from densevision.video.tasks import classification_video, segmentation_video
+
+    task, forward = _task_and_forward(recipe, args.weights, args.flip_test)
+    options = PredictOptions(flip=args.flip_test, top_k=args.top_k)
+    if recipe.task == "segmentation":
+        stages, draw, record = segmentation_video(task, forward, options, opacity=args.opacity,
+                                                  legend=not args.no_legend)
+    elif recipe.task == "classification":
+        stages, draw, record = classification_video(task, forward, options)
+    else:
+        raise VideoError(f"recipe {recipe.name!r}: no video drawing for task {recipe.task!r} (segmentation, "
+                         f"classification and pose have one)")
+    return run_video(frames, writer, stages, draw, record, json_path=args.json, task=recipe.task,
+                     progress=not args.no_progress, show_fps=args.fps_text)
+
+
+def _pose_only_options(args: argparse.Namespace) -> list[str]:
+    given = [("--boxes", args.boxes), ("--single", args.single), ("--det-every", args.det_every),
+             ("--smooth", args.smooth), ("--draw-bbox", args.draw_boxes), ("--detector", args.detector != "hog")]
+    return [name for name, value in given if value]
 
 
 def _run(args: argparse.Namespace) -> int:
-    _check_options(args)
-    table = load_boxes_json(args.boxes) if args.boxes else None
-    with open_frames(args.input, fps=args.fps, max_frames=args.max_frames) as frames:
-        if table is not None:
-            beyond = frames_beyond(table, frames.frame_count)
-            if beyond:
-                print(f"note: boxes file {args.boxes} lists {len(beyond)} frame(s) past the input's "
-                      f"{frames.frame_count} (first: {beyond[0]}); they are ignored", file=sys.stderr)
-            find_people = boxes_from_table(table)
-        elif args.single:
-            find_people = whole_frame_finder()
+    recipe_path, input_path = resolve_paths(args)
+    _check_options(args, recipe_path)
+    recipe = None
+    if recipe_path:
+        from densevision.recipes import load_recipe
+
+        recipe = load_recipe(recipe_path, list(args.overrides), demo=args.demo)
+        if args.demo:  # as the other tools: the demo dataset defines what a --demo checkpoint predicts
+            from densevision.engine.demo import apply_demo
+
+            recipe = apply_demo(recipe)
+        if recipe.task != "pose" and _pose_only_options(args):
+            raise VideoError(f"{', '.join(_pose_only_options(args))}: pose options, but recipe {recipe.name!r} is a "
+                             f"{recipe.task} recipe")
+        if recipe.task != "pose" and not args.weights:
+            raise VideoError(f"--weights is required for a {recipe.task} video")
+    if args.boxes:  # the whole boxes file is checked before the video is opened
+        load_boxes_file(args.boxes)
+    with open_frames(input_path, fps=args.fps, max_frames=args.max_frames) as frames, \
+            VideoWriter(args.output, frames.fps, frames.width, frames.height, overwrite=args.overwrite) as writer:
+        if writer.fallback:
+            print(writer.fallback, file=sys.stderr)
+        if recipe is None or recipe.task == "pose":
+            summary = _run_pose(args, recipe, frames, writer)
         else:
-            find_people = HogPersonDetector(score_threshold=args.det_thr, upscale=args.det_upscale)
-
-        if args.demo and not args.weights:
-            from densevision.video.demo import STICK_FIGURE_INFO, stick_figure_estimator
-
-            print("note: --demo without --weights draws a stand-in stick figure in every box (no model)",
-                  file=sys.stderr)
-            info, estimate = STICK_FIGURE_INFO, stick_figure_estimator
-        else:
-            from densevision.recipes import load_recipe
-
-            recipe = load_recipe(args.recipe, list(args.overrides), demo=args.demo)
-            if args.demo:  # as the other tools: the demo dataset defines the joints a --demo checkpoint predicts
-                from densevision.engine.demo import apply_demo
-
-                recipe = apply_demo(recipe)
-            estimate = make_estimator(recipe, args.weights, flip_test=args.flip_test)
-            info = pose_dataset_info(recipe)
-        if args.heatmap:
-            print("note: --heatmap needs heatmaps from the pose estimator, which it does not return yet; "
-                  "skeletons are drawn without the blend", file=sys.stderr)
-
-        tracker = None if args.track == "none" else Tracker(match=args.track, sigmas=info.get("sigmas"),
-                                                            keypoint_threshold=args.kpt_thr)
-        smoother = KeypointSmoother(frames.fps) if args.smooth else None
-        draw = make_drawer(info, keypoint_threshold=args.kpt_thr, radius=args.radius, thickness=args.thickness,
-                           draw_boxes=args.draw_boxes)
-        writer = VideoWriter(args.output, frames.fps, frames.width, frames.height, overwrite=args.overwrite)
-        summary = run_pose_video(frames, writer, find_people, estimate, draw, tracker=tracker, smoother=smoother,
-                                 json_path=args.json, progress=not args.no_progress, show_fps=not args.no_fps_text)
+            summary = _run_dense(args, recipe, frames, writer)
     print(format_summary(summary))
     return 0
 
 
-def pose_video_command(args: argparse.Namespace) -> int:
-    """Run ``tools/pose_video.py`` with parsed ``args``; returns the exit code (see the module docstring)."""
+def video_command(args: argparse.Namespace) -> int:
+    """Run the video command with parsed ``args``; returns the exit code (see the module docstring)."""
     if not args.debug:
         # FFmpeg prints its own line for every damaged packet; the tool reports those frames itself. Read when
         # FFmpeg is first used, so it must be set before the first VideoCapture.
@@ -141,3 +230,10 @@ def pose_video_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: no output written", file=sys.stderr)
         return 130
+
+
+pose_video_command = video_command
+"""The name ``tools/pose_video.py`` used (kept)."""
+
+__all__ = ["make_estimator", "pose_dataset_info", "pose_video_command", "resolve_paths",
+           "video_command"]

@@ -2,23 +2,11 @@
 
 Every finder answers ``(boxes float32 (N, 4) [x, y, w, h] in frame pixels, scores float32 (N,))``.
 
-Boxes file format (``--boxes FILE.json``), either of:
-
-1. per frame::
-
-       {"frames": [{"frame": 0, "boxes": [[x, y, w, h], [x, y, w, h, score], ...]}, ...]}
-
-2. a COCO-style detection list, one entry per box, ``"frame"`` (or ``"image_id"``) the 0-based frame index::
-
-       [{"frame": 0, "bbox": [x, y, w, h], "score": 0.9}, ...]
-
-Frames not listed have no people; a missing score is 1.0; ``w`` and ``h`` must be positive.
+Boxes files (``--boxes FILE.json``): :mod:`densevision.data.boxes`, the one parser of the predict and video tools.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from pathlib import Path
 from typing import Callable, Optional
@@ -26,7 +14,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from densevision.video.io import VideoError
+from densevision.data.boxes import BoxesTable, empty_boxes, load_boxes_file
 
 Boxes = tuple[np.ndarray, np.ndarray]
 
@@ -41,12 +29,11 @@ class DetectorUnavailableError(RuntimeError):
     """The person detector cannot run in this environment (the OpenCV build lacks it)."""
 
 
-def _empty() -> Boxes:
-    return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+_empty = empty_boxes
 
 
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Intersection over union of ``[x, y, w, h]`` boxes: ``(N, 4), (M, 4) -> (N, M)`` (0 where a union is empty)."""
+def _intersections(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(intersection (N, M), area_a (N,), area_b (M,))`` of ``[x, y, w, h]`` boxes."""
     a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
     left = np.maximum(a[:, None, 0], b[None, :, 0])
@@ -54,8 +41,20 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     right = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
     bottom = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
     intersection = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - intersection
+    return intersection, a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Intersection over union of ``[x, y, w, h]`` boxes: ``(N, 4), (M, 4) -> (N, M)`` (0 where a union is empty)."""
+    intersection, area_a, area_b = _intersections(boxes_a, boxes_b)
+    union = area_a[:, None] + area_b[None, :] - intersection
     return np.where(union > 0, intersection / np.where(union > 0, union, 1), 0.0)
+
+
+def box_coverage(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """The fraction of each box ``a`` inside each box ``b``: ``(N, 4), (M, 4) -> (N, M)`` (0 for an empty ``a``)."""
+    intersection, area_a, _ = _intersections(boxes_a, boxes_b)
+    return np.where(area_a[:, None] > 0, intersection / np.where(area_a > 0, area_a, 1)[:, None], 0.0)
 
 
 def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -133,86 +132,129 @@ class HogPersonDetector:
         return boxes[keep], scores[keep]
 
 
+KERAS_HUB_PERSON = 1
+"""The person class of keras-hub's COCO presets (``keras_hub.utils.coco_name_to_id("person")``: COCO's own ids)."""
+
+
+class KerasHubPersonDetector:
+    """People from a keras-hub object detector (``keras_hub.models.ObjectDetector``: D-FINE, RetinaNet), person
+    class only, then NMS.
+
+    Args:
+        detector: a built keras-hub ``ObjectDetector`` (e.g. from a config, in tests), or None to load ``preset``.
+        preset: a keras-hub preset name (``"dfine_nano_coco"``, ``"retinanet_resnet50_fpn_coco"``), downloaded on
+            first use into the Kaggle cache (``$KAGGLEHUB_CACHE``, default ``~/.cache/kagglehub``).
+        person_class: the detector's label of a person (:data:`KERAS_HUB_PERSON` for the COCO presets).
+        score_threshold: keep detections at least this confident; nms_iou: NMS IoU threshold.
+
+    Raises:
+        DetectorUnavailableError: keras-hub is not installed, or the preset cannot be loaded (offline, unknown
+            name); the message names the preset and the cache folder.
+    """
+
+    def __init__(self, detector=None, preset: Optional[str] = None, person_class: int = KERAS_HUB_PERSON,
+                 score_threshold: float = 0.3, nms_iou: float = 0.4):
+        if detector is None:
+            detector = load_keras_hub_detector(preset)
+        self.detector, self.person_class = detector, person_class
+        self.score_threshold, self.nms_iou = score_threshold, nms_iou
+        self.box_format = getattr(detector, "bounding_box_format", "yxyx")
+        shape = getattr(getattr(detector, "backbone", None), "image_shape", None) or (None, None, 3)
+        self.input_size = tuple(shape[:2]) if None not in tuple(shape[:2]) else None  # (H, W) when fixed
+
+    def __call__(self, frame: np.ndarray, index: int = 0) -> Boxes:
+        """``frame`` uint8 ``(H, W, 3)`` RGB -> ``(boxes (N, 4) [x, y, w, h], scores (N,))``, best first."""
+        image, scale_x, scale_y = frame, 1.0, 1.0
+        if self.input_size is not None and tuple(frame.shape[:2]) != self.input_size:
+            height, width = self.input_size
+            image = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            scale_x, scale_y = frame.shape[1] / width, frame.shape[0] / height
+        out = self.detector.predict(image[None].astype(np.float32), verbose=0)
+        count = int(np.asarray(out.get("num_detections", [len(out["boxes"][0])])).reshape(-1)[0])
+        boxes = np.asarray(out["boxes"], np.float32)[0][:count]
+        scores = np.asarray(out["confidence"], np.float32)[0][:count]
+        labels = np.asarray(out["labels"])[0][:count]
+        wanted = (labels == self.person_class) & (scores >= self.score_threshold)
+        boxes, scores = boxes[wanted], scores[wanted]
+        if self.box_format == "yxyx":
+            boxes = boxes[:, [1, 0, 3, 2]]
+        elif self.box_format != "xyxy":
+            raise ValueError(f"keras-hub detector: box format {self.box_format!r} is not handled (yxyx, xyxy)")
+        xywh = np.stack([boxes[:, 0] * scale_x, boxes[:, 1] * scale_y, (boxes[:, 2] - boxes[:, 0]) * scale_x,
+                         (boxes[:, 3] - boxes[:, 1]) * scale_y], axis=1).astype(np.float32).reshape(-1, 4)
+        keep = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
+        xywh, scores = xywh[keep], scores[keep]
+        order = non_max_suppression(xywh, scores, self.nms_iou)
+        return xywh[order], scores[order]
+
+
+def load_keras_hub_detector(preset: Optional[str]):
+    """``keras_hub.models.ObjectDetector.from_preset(preset)``, with one clear error when it cannot load.
+
+    Raises:
+        DetectorUnavailableError: keras-hub missing, or the preset not loadable (names the preset and the cache).
+    """
+    if not preset:
+        raise DetectorUnavailableError("--detector keras_hub:PRESET needs a preset name, e.g. keras_hub:dfine_nano_coco")
+    try:
+        # Optional dependency, imported only when asked for: keras-hub pulls tensorflow-text and with it the
+        # full `tensorflow` wheel, which must not be installed beside tensorflow-cpu.
+        import keras_hub
+    except ImportError as error:
+        raise DetectorUnavailableError(f"--detector keras_hub:{preset} needs keras-hub, which is not importable "
+                                       f"({error}); use the default HOG detector or --boxes") from None
+    cache = os.environ.get("KAGGLEHUB_CACHE") or str(Path("~/.cache/kagglehub").expanduser())
+    try:
+        return keras_hub.models.ObjectDetector.from_preset(preset)
+    except Exception as error:  # noqa: BLE001 - offline, unknown preset, bad cache: all end in this one message
+        raise DetectorUnavailableError(
+            f"keras-hub preset {preset!r} could not be loaded ({type(error).__name__}: {str(error)[:200]}); it is "
+            f"downloaded on first use into {cache} (KAGGLEHUB_CACHE): connect once, or copy the preset there, or "
+            f"use the default HOG detector") from None
+
+
+def make_person_detector(spec: str = "hog", score_threshold: float = 0.3, nms_iou: float = 0.4,
+                         upscale: float = 1.0):
+    """The person finder named by ``--detector``: ``"hog"`` (:class:`HogPersonDetector`) or ``"keras_hub:PRESET"``
+    (:class:`KerasHubPersonDetector`).
+
+    Raises:
+        DetectorUnavailableError: an unknown name, or the detector cannot run here.
+    """
+    if spec == "hog":
+        return HogPersonDetector(score_threshold=score_threshold, nms_iou=nms_iou, upscale=upscale)
+    if spec.startswith("keras_hub:"):
+        return KerasHubPersonDetector(preset=spec.split(":", 1)[1], score_threshold=score_threshold, nms_iou=nms_iou)
+    raise DetectorUnavailableError(f"--detector {spec}: expected hog or keras_hub:PRESET (e.g. "
+                                   f"keras_hub:dfine_nano_coco)")
+
+
 def whole_frame_box(width: int, height: int) -> Boxes:
     """The whole frame as one person (``--single``): ``([[0, 0, width, height]], [1.0])``."""
     return np.array([[0, 0, width, height]], np.float32), np.ones((1,), np.float32)
 
 
-def _parse_box(values, where: str) -> tuple[list[float], float]:
-    if not isinstance(values, (list, tuple)) or len(values) not in (4, 5):
-        raise VideoError(f"{where}: expected [x, y, w, h] or [x, y, w, h, score], got {values!r}")
-    try:
-        numbers = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise VideoError(f"{where}: box values must be numbers, got {values!r}") from None
-    if not all(math.isfinite(v) for v in numbers) or numbers[2] <= 0 or numbers[3] <= 0:
-        raise VideoError(f"{where}: box {values!r} needs finite values and positive width and height")
-    return numbers[:4], (numbers[4] if len(numbers) == 5 else 1.0)
-
-
-def _frame_index(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
-        raise VideoError(f"{where}: frame index must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
 def load_boxes_json(path: str | os.PathLike) -> dict[int, Boxes]:
-    """Per-frame people boxes from a JSON file (formats in the module docstring): ``{frame: (boxes, scores)}``.
+    """The frame-indexed entries of a boxes file, ``{frame: (boxes, scores)}`` (the one parser and its layouts:
+    :mod:`densevision.data.boxes`; :func:`~densevision.data.boxes.load_boxes_file` keeps image names too).
 
     Raises:
-        VideoError: naming the file and the entry: unreadable JSON, an unknown layout, a bad frame index or box,
-            a frame listed twice (per-frame layout).
+        BoxesFileError: naming the file and the entry.
     """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise VideoError(f"boxes file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise VideoError(f"boxes file {path} is not readable JSON ({error})") from None
-    collected: dict[int, tuple[list, list]] = {}
-    if isinstance(data, dict) and isinstance(data.get("frames"), list):
-        for position, entry in enumerate(data["frames"]):
-            where = f"boxes file {path}, frames[{position}]"
-            if not isinstance(entry, dict) or "frame" not in entry or not isinstance(entry.get("boxes"), list):
-                raise VideoError(f"{where}: expected {{\"frame\": i, \"boxes\": [[x, y, w, h(, score)], ...]}}, "
-                                 f"got {entry!r:.120}")
-            frame = _frame_index(entry["frame"], where)
-            if frame in collected:
-                raise VideoError(f"{where}: frame {frame} is listed twice")
-            boxes, scores = collected.setdefault(frame, ([], []))
-            for number, values in enumerate(entry["boxes"]):
-                box, score = _parse_box(values, f"{where} (frame {frame}), box {number}")
-                boxes.append(box)
-                scores.append(score)
-    elif isinstance(data, list):
-        for position, entry in enumerate(data):
-            where = f"boxes file {path}, entry {position}"
-            key = "frame" if isinstance(entry, dict) and "frame" in entry else "image_id"
-            if not isinstance(entry, dict) or key not in entry or "bbox" not in entry:
-                raise VideoError(f"{where}: expected {{\"frame\" (or \"image_id\"): i, \"bbox\": [x, y, w, h], "
-                                 f"\"score\": s}}, got {entry!r:.120}")
-            frame = _frame_index(entry[key], where)
-            box, _ = _parse_box(entry["bbox"], f"{where} (frame {frame}), bbox")
-            score = entry.get("score", 1.0)
-            if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-                raise VideoError(f"{where} (frame {frame}): score must be a number, got {score!r}")
-            boxes, scores = collected.setdefault(frame, ([], []))
-            boxes.append(box)
-            scores.append(float(score))
-    else:
-        raise VideoError(f"boxes file {path}: expected {{\"frames\": [{{\"frame\": i, \"boxes\": [...]}}]}} or a "
-                         f"list of {{\"frame\": i, \"bbox\": [x, y, w, h], \"score\": s}}; got {type(data).__name__}")
-    return {frame: (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32))
-            for frame, (boxes, scores) in sorted(collected.items())}
+    table = load_boxes_file(path)
+    return {frame: table.entries[frame] for frame in table.frames()}
 
 
-def boxes_from_table(table: dict[int, Boxes]) -> Callable[[np.ndarray, int], Boxes]:
-    """A ``find_people(frame, index)`` answering the boxes of a loaded boxes file (none for unlisted frames)."""
+def boxes_from_table(table: BoxesTable | dict[int, Boxes], names: Optional[list[str]] = None
+                     ) -> Callable[[np.ndarray, int], Boxes]:
+    """A ``find_people(frame, index)`` answering the boxes a boxes file lists for frame ``index`` (or, for an image
+    folder, for its file ``names[index]``); none for unlisted frames."""
+    if not isinstance(table, BoxesTable):
+        table = BoxesTable(Path("<boxes>"), dict(table))
 
     def find_people(frame: np.ndarray, index: int) -> Boxes:
-        boxes, scores = table.get(index, _empty())
-        return boxes.copy(), scores.copy()
+        name = names[index] if names is not None and index < len(names) else None
+        return table.lookup(frame=index, name=name)
 
     return find_people
 
@@ -226,6 +268,7 @@ def whole_frame_finder() -> Callable[[np.ndarray, int], Boxes]:
     return find_people
 
 
-def frames_beyond(table: dict[int, Boxes], frame_count: Optional[int]) -> list[int]:
+def frames_beyond(table: BoxesTable | dict[int, Boxes], frame_count: Optional[int]) -> list[int]:
     """Frames of a boxes file at or past ``frame_count`` (a file made for another video, most likely)."""
-    return [] if frame_count is None else [frame for frame in table if frame >= frame_count]
+    frames = table.frames() if isinstance(table, BoxesTable) else sorted(table)
+    return [] if frame_count is None else [frame for frame in frames if frame >= frame_count]

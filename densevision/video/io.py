@@ -15,8 +15,10 @@ file). Damage inside inter-coded streams (mp4v, H.264) is usually concealed by t
 succeeds with a smeared picture and nothing can be reported.
 
 The writer encodes to a temporary file beside the target and renames it only when closed normally, so an error or
-Ctrl-C never leaves a half-written video. Headless OpenCV writes ``mp4v`` into .mp4/.m4v/.mov and MJPG (or XVID)
-into .avi; ``avc1``/H.264 is not available in those wheels.
+Ctrl-C never leaves a half-written video. .mp4/.m4v/.mov get H.264 (yuv420p, ``+faststart``: plays in browsers)
+through the ffmpeg that the ``imageio-ffmpeg`` wheel ships (with libx264); without that package they fall back
+to OpenCV's ``mp4v`` (headless OpenCV has no H.264 encoder: ``avc1`` fails to open), with a one-line warning.
+.avi gets MJPG (or XVID) from OpenCV.
 """
 
 from __future__ import annotations
@@ -38,7 +40,27 @@ DEFAULT_FPS = 25.0
 """Frame rate of an image folder, and of a camera or video that reports none, unless ``fps`` is given."""
 
 WRITER_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
-"""Output suffix -> default FourCC that headless OpenCV 4.14 can write (``XVID`` also works for .avi)."""
+"""Output suffix -> FourCC that headless OpenCV 4.14 can write (``XVID`` also works for .avi): the fallback when
+H.264 is not available, and .avi's codec."""
+
+H264_SUFFIXES = (".mp4", ".m4v", ".mov")
+H264_OPTIONS = ["-crf", "23", "-preset", "veryfast", "-movflags", "+faststart"]
+"""libx264 settings: visually clean overlays at a few hundred kB/s, fast enough to keep up on two cores; the
+``moov`` atom first so a browser starts playing before the whole file arrived."""
+
+try:  # optional at import: without it .mp4 falls back to OpenCV's mp4v (see h264_available)
+    import imageio_ffmpeg
+except ImportError:  # pragma: no cover - depends on the environment
+    imageio_ffmpeg = None
+
+
+def h264_available() -> bool:
+    """Whether the imageio-ffmpeg wheel (an ffmpeg with libx264) is installed."""
+    return imageio_ffmpeg is not None
+
+
+H264_MISSING = ("warning: imageio-ffmpeg is not installed, so {path} is written as mp4v, which browsers do not "
+                "play; pip install 'imageio-ffmpeg==0.8.1' for H.264")
 
 FrameItem = Tuple[int, Optional[np.ndarray], Optional[str]]
 
@@ -67,6 +89,7 @@ class FrameSource:
         frame_count: frames the input declares, or None when unknown (cameras).
         frame_names: per-frame file names for an image folder, else None.
         ended_early: None, or why reading stopped before ``frame_count`` (a truncated video, a camera that stopped).
+        fitted: ``{index: (width, height)}`` of frames of another size fitted into ``width x height`` (image folders).
 
     Iterating yields ``(index, frame uint8 (H, W, 3) RGB or None, error message or None)`` for every frame index
     from 0, in order; :meth:`read_ahead` does the same from a background thread.
@@ -83,6 +106,7 @@ class FrameSource:
         self.frame_count: Optional[int] = None
         self.frame_names: Optional[list[str]] = None
         self.ended_early: Optional[str] = None
+        self.fitted: dict[int, tuple[int, int]] = {}  # frames letterboxed into the frame size: index -> their size
         self._buffer: list[FrameItem] = []
         self._items: Optional[Iterator[FrameItem]] = None
         self._started = False
@@ -223,7 +247,9 @@ class CaptureSource(FrameSource):
 class ImageFolderSource(FrameSource):
     """Images of one folder, in natural name order, as frames at ``fps`` (default :data:`DEFAULT_FPS`).
 
-    An image that cannot be decoded, or whose size differs from the first image's, is reported as a bad frame.
+    An image that cannot be decoded is reported as a bad frame. An image whose size differs from the first
+    image's is fitted into that size (:func:`letterbox`: scaled to fit, aspect kept, black borders) and used;
+    ``fitted`` lists those frames, ``{index: (width, height)}`` of the original.
     """
 
     kind = "image folder"
@@ -256,11 +282,24 @@ class ImageFolderSource(FrameSource):
                 continue
             size = image.shape[1], image.shape[0]
             first_size = first_size or size
-            if size != first_size:
-                yield index, None, (f"{path}: size {size[0]}x{size[1]} differs from the first image's "
-                                    f"{first_size[0]}x{first_size[1]} (a video has one frame size)")
-                continue
-            yield index, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            if size != first_size:  # a video has one frame size: fit it in, as the model would see it anyway
+                self.fitted[index] = size
+                image = letterbox(image, first_size)
+            yield index, image, None
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` uint8 ``(h, w, 3)`` scaled to fit inside ``size`` = ``(width, height)`` with its aspect ratio kept,
+    centred on black: ``(height, width, 3)``."""
+    width, height = size
+    scale = min(width / image.shape[1], height / image.shape[0])
+    new_w, new_h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    canvas[top:top + new_h, left:left + new_w] = resized
+    return canvas
 
 
 def open_frames(input: str, fps: Optional[float] = None, max_frames: Optional[int] = None,
@@ -313,27 +352,40 @@ class VideoWriter:
     """Writes RGB frames to a video file atomically: to a temporary file beside it, renamed on :meth:`close`.
 
     Args:
-        path: .mp4/.m4v/.mov (``mp4v``) or .avi (``MJPG`` by default); parent folders are created.
+        path: .mp4/.m4v/.mov (H.264 when imageio-ffmpeg is installed, else ``mp4v``) or .avi (``MJPG``); parent
+            folders are created.
         fps: frames per second (the input's, so timing is kept).
         width, height: frame size; every frame must have it (OpenCV would otherwise drop it silently).
-        fourcc: override the codec, e.g. ``"XVID"`` for .avi.
+        fourcc: force an OpenCV codec, e.g. ``"mp4v"`` for .mp4 or ``"XVID"`` for .avi (no H.264 then).
         overwrite: replace an existing file (when closing).
+
+    Attributes:
+        codec: what is written: ``"h264"`` or the OpenCV FourCC.
+        fallback: None, or the one-line warning to show when .mp4 had to fall back to ``mp4v``.
 
     Use as a context manager: leaving the block by an exception (or Ctrl-C) deletes the temporary file and leaves
     any existing ``path`` untouched.
 
-    Odd sizes: OpenCV 4.14's FFmpeg writer encodes only even widths and heights (4:2:0 chroma) and silently drops
-    the last column/row of an odd-sized frame (measured: 129x97 in, 128x96 out, not rescaled, so pixel
-    coordinates stay valid). ``written_size`` says what the file will hold.
+    Odd sizes: 4:2:0 chroma needs even widths and heights. OpenCV 4.14's FFmpeg writer silently drops the last
+    column/row of an odd-sized frame (measured: 129x97 in, 128x96 out, not rescaled); the H.264 path does the
+    same on purpose, so pixel coordinates stay valid either way. ``written_size`` says what the file will hold.
 
     Raises:
-        VideoError: a bad suffix, an existing output, or a writer OpenCV cannot open (codec not in this build).
+        VideoError: a bad suffix, an existing output, or a writer that cannot be opened.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int, fourcc: Optional[str] = None,
                  overwrite: bool = False):
         self.path = check_output_path(path, overwrite)
-        self.fourcc = fourcc or WRITER_CODECS[self.path.suffix.lower()]
+        suffix = self.path.suffix.lower()
+        self.fallback: Optional[str] = None
+        if fourcc is None and suffix in H264_SUFFIXES and h264_available():
+            self.codec = "h264"
+        else:
+            self.codec = fourcc or WRITER_CODECS[suffix]
+            if fourcc is None and suffix in H264_SUFFIXES:
+                self.fallback = H264_MISSING.format(path=self.path)
+        self.fourcc = self.codec if self.codec != "h264" else "avc1"
         if len(self.fourcc) != 4:
             raise VideoError(f"output {self.path}: fourcc must be 4 characters, got {self.fourcc!r}")
         if not (fps > 0 and math.isfinite(fps)) or width < 1 or height < 1:
@@ -341,17 +393,32 @@ class VideoWriter:
         self.fps, self.width, self.height = float(fps), int(width), int(height)
         self.written_size = (self.width & ~1, self.height & ~1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # The suffix stays last: OpenCV picks the container from it.
+        # The suffix stays last: OpenCV and ffmpeg pick the container from it.
         self.temporary = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}")
         self.frames_written = 0
-        self._writer = cv2.VideoWriter(str(self.temporary), cv2.VideoWriter_fourcc(*self.fourcc), self.fps,
-                                       (self.width, self.height))
-        if not self._writer.isOpened():
-            self._writer.release()
-            self.temporary.unlink(missing_ok=True)
-            raise VideoError(f"output {self.path}: OpenCV cannot open a {self.fourcc!r} writer for "
-                             f"{self.path.suffix} (headless OpenCV writes mp4v to .mp4 and MJPG/XVID to .avi)")
+        self._writer = self._pipe = None
+        if self.codec == "h264":
+            self._open_h264()
+        else:
+            self._writer = cv2.VideoWriter(str(self.temporary), cv2.VideoWriter_fourcc(*self.fourcc), self.fps,
+                                           (self.width, self.height))
+            if not self._writer.isOpened():
+                self._writer.release()
+                self.temporary.unlink(missing_ok=True)
+                raise VideoError(f"output {self.path}: OpenCV cannot open a {self.fourcc!r} writer for "
+                                 f"{self.path.suffix} (headless OpenCV writes mp4v to .mp4 and MJPG/XVID to .avi)")
         self._open = True
+
+    def _open_h264(self) -> None:
+        width, height = self.written_size
+        if width < 2 or height < 2:
+            raise VideoError(f"output {self.path}: H.264 needs frames at least 2x2, got {self.width}x{self.height}")
+        # macro_block_size 1: frames are cropped to even sizes here, never rescaled by imageio.
+        self._pipe = imageio_ffmpeg.write_frames(
+            str(self.temporary), (width, height), pix_fmt_in="rgb24", pix_fmt_out="yuv420p", fps=self.fps,
+            codec="libx264", quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            output_params=list(H264_OPTIONS))
+        self._pipe.send(None)  # starts ffmpeg
 
     def write(self, frame: np.ndarray) -> None:
         """Append one uint8 ``(height, width, 3)`` RGB frame."""
@@ -361,14 +428,24 @@ class VideoWriter:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"output {self.path}: frame {self.frames_written} is {frame.dtype} {frame.shape}; "
                              f"expected uint8 ({self.height}, {self.width}, 3)")
-        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        if self._pipe is not None:
+            width, height = self.written_size
+            self._pipe.send(np.ascontiguousarray(frame[:height, :width]))
+        else:
+            self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self.frames_written += 1
+
+    def _release(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()  # flushes and waits for ffmpeg
+        if self._writer is not None:
+            self._writer.release()
 
     def close(self) -> Path:
         """Finish the file and move it into place; returns the final path."""
         if self._open:
             self._open = False
-            self._writer.release()
+            self._release()
             os.replace(self.temporary, self.path)
         return self.path
 
@@ -376,7 +453,10 @@ class VideoWriter:
         """Stop writing and delete the temporary file (the target is left as it was)."""
         if self._open:
             self._open = False
-            self._writer.release()
+            try:
+                self._release()
+            except Exception:  # noqa: BLE001 - already failing: the partial file is removed whatever ffmpeg says
+                pass
         self.temporary.unlink(missing_ok=True)
 
     def __enter__(self):

@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from densevision.video.detect import box_iou
+from densevision.video.detect import box_coverage, box_iou, non_max_suppression
 
 DEFAULT_OKS_SIGMA = 0.08
 """Per-joint OKS sigma for skeletons without their own (COCO's range from 0.025, eyes, to 0.107, hips)."""
@@ -146,6 +146,134 @@ class Tracker:
                 "frame": self._frame,
             }
         return ids
+
+
+    def move(self, track_id: int, box: np.ndarray) -> None:
+        """Where track ``track_id`` is expected next (its box for the next frame's matching): the box taken from
+        its keypoints when the detector is not run on every frame."""
+        if int(track_id) in self._tracks:
+            self._tracks[int(track_id)]["box"] = np.asarray(box, np.float64).reshape(4)
+
+
+def box_from_keypoints(keypoints: np.ndarray, threshold: float = 0.3, min_joints: int = 3,
+                       expand: float = 1.25) -> Optional[np.ndarray]:
+    """The person box for the next frame from this frame's joints, as BlazePose and AlphaPose propagate regions.
+
+    Args:
+        keypoints: ``(J, 3)`` ``[x, y, score]`` in frame pixels.
+        threshold: joints scoring at least this count; min_joints: fewer than this many is a collapsed pose.
+        expand: the joints' bounding box grown by this factor about its centre (room for motion and for the
+            head and feet beyond the outermost joints).
+
+    Returns:
+        ``[x, y, w, h]`` float64, or None when the pose collapsed (the track is lost).
+    """
+    points = np.asarray(keypoints, np.float64).reshape(-1, 3)
+    good = points[points[:, 2] >= threshold, :2]
+    if len(good) < max(1, min_joints):
+        return None
+    low, high = good.min(axis=0), good.max(axis=0)
+    centre = (low + high) / 2
+    size = np.maximum(high - low, 1.0) * expand
+    return np.array([centre[0] - size[0] / 2, centre[1] - size[1] / 2, size[0], size[1]])
+
+
+class PoseFollower:
+    """Detect, then track: people found every ``det_every`` frames, followed by their own keypoints in between.
+
+    On a detection frame the finder's boxes are posed, together with every followed person no detection covers
+    (the detector misses people that the tracker still holds). On the other frames each followed person's box is
+    :func:`box_from_keypoints` of its previous pose. A followed person whose pose collapses (fewer than
+    ``min_joints`` joints at ``keypoint_threshold``) is dropped, and the next frame runs the detector. Track ids
+    come from ``tracker`` (:class:`Tracker`), whose expected boxes follow the keypoints. ``det_every=1`` is
+    detection on every frame with no following: the tool's behaviour before following existed.
+
+    Args:
+        find_people: ``(frame, index) -> (boxes (N, 4) [x, y, w, h], scores (N,))``.
+        estimate: ``(frame, boxes (N, 4)) -> keypoints (N, J, 3)`` in frame pixels.
+        det_every: run ``find_people`` on frames ``0, N, 2N, ...`` (and after a track was lost).
+        tracker: gives the ids (None: ids are None).
+        keypoint_threshold, min_joints, expand: see :func:`box_from_keypoints`.
+        cover: a followed box lying more than this fraction inside a detection is that detection (a box from
+            keypoints is narrower than a detector's, so their IoU says little).
+
+    Call :meth:`scheduled` from a stage ahead (to detect while the previous frame is posed) and pass its answer as
+    ``detections``; the follower then calls ``find_people`` itself only for an unscheduled frame after a loss.
+    """
+
+    def __init__(self, find_people, estimate, det_every: int = 1, tracker: Optional[Tracker] = None,
+                 keypoint_threshold: float = 0.3, min_joints: int = 3, expand: float = 1.25, cover: float = 0.5):
+        if det_every < 1:
+            raise ValueError(f"det_every must be at least 1, got {det_every}")
+        self.find_people, self.estimate, self.det_every, self.tracker = find_people, estimate, det_every, tracker
+        self.keypoint_threshold, self.min_joints, self.expand = keypoint_threshold, min_joints, expand
+        self.cover = cover
+        self.detector_runs = 0
+        self._followed: list[tuple[Optional[int], np.ndarray, float]] = []  # (track id, next box, box score)
+        self._lost = False
+
+    def scheduled(self, index: int) -> bool:
+        """Whether frame ``index`` is a detection frame by the schedule (losses add frames: :meth:`__call__`)."""
+        return self.det_every == 1 or index % self.det_every == 0
+
+    def __call__(self, frame: np.ndarray, index: int, detections=None) -> list[dict]:
+        """The people of frame ``index``: dicts ``{"track_id", "box", "score", "keypoints", "detected"}``.
+
+        ``detections``: the finder's answer for this frame when a stage ahead already ran it, else None.
+        """
+        if detections is None and (self.scheduled(index) or self._lost):
+            detections = self.find_people(frame, index)
+        if detections is not None:
+            self.detector_runs += 1
+        follow = self.det_every > 1
+        boxes, scores, detected = np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), []
+        if detections is not None:
+            boxes = np.asarray(detections[0], np.float32).reshape(-1, 4)
+            scores = np.asarray(detections[1], np.float32).reshape(-1)
+            detected = [True] * len(boxes)
+        if follow and self._followed:
+            carried = np.array([box for _, box, _ in self._followed], np.float32).reshape(-1, 4)
+            carried_scores = np.array([score for _, _, score in self._followed], np.float32)
+            keep = non_max_suppression(carried, carried_scores, 0.5)  # two tracks that converged on one person
+            if len(boxes):
+                coverage = box_coverage(carried, boxes)  # (followed, detections)
+                claimed: set = set()
+                for i in keep:  # a detection over a followed person continues that person's track id
+                    j = int(coverage[i].argmax())
+                    track_id = self._followed[i][0]
+                    if coverage[i, j] > self.cover and j not in claimed and self.tracker is not None \
+                            and track_id is not None:
+                        claimed.add(j)
+                        self.tracker.move(track_id, boxes[j])
+                keep = [i for i in keep if coverage[i].max() <= self.cover]
+            keep = np.asarray(keep, np.int64)
+            boxes = np.concatenate([boxes, carried[keep]])
+            scores = np.concatenate([scores, carried_scores[keep]])
+            detected += [False] * len(keep)
+        keypoints = (np.asarray(self.estimate(frame, boxes), np.float32) if len(boxes)
+                     else np.zeros((0, 0, 3), np.float32))
+        if keypoints.ndim != 3 or keypoints.shape[0] != len(boxes) or keypoints.shape[2] != 3:
+            raise ValueError(f"frame {index}: estimate returned keypoints of shape {keypoints.shape}; expected "
+                             f"({len(boxes)}, J, 3) for {len(boxes)} boxes")
+        next_boxes = [box_from_keypoints(points, self.keypoint_threshold, self.min_joints, self.expand)
+                      for points in keypoints]
+        # A followed person whose pose collapsed is gone; a detection is shown whatever its pose (as before).
+        kept = [i for i in range(len(boxes)) if detected[i] or next_boxes[i] is not None]
+        self._lost = follow and any(box is None for box in next_boxes)
+        boxes, scores, keypoints = boxes[kept], scores[kept], keypoints[kept] if len(kept) else keypoints[:0]
+        next_boxes, detected = [next_boxes[i] for i in kept], [detected[i] for i in kept]
+        ids: list[Optional[int]] = [None] * len(boxes)
+        if self.tracker is not None:
+            ids = [int(i) for i in self.tracker.update(boxes, keypoints if len(boxes) else None, frame_index=index)]
+        self._followed = []
+        if follow:
+            for track_id, box, score in zip(ids, next_boxes, scores):
+                if box is not None:
+                    self._followed.append((track_id, box, float(score)))
+                    if self.tracker is not None:
+                        self.tracker.move(track_id, box)
+        return [{"track_id": ids[i], "box": boxes[i], "score": float(scores[i]), "keypoints": keypoints[i],
+                 "detected": detected[i]} for i in range(len(boxes))]
 
 
 def smoothing_factor(cutoff, dt: float):
