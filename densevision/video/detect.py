@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from densevision.errors import DensevisionError
 from densevision.video.io import VideoError
 
 Boxes = tuple[np.ndarray, np.ndarray]
@@ -37,7 +38,7 @@ HOG_MISSING = (
 )
 
 
-class DetectorUnavailableError(RuntimeError):
+class DetectorUnavailableError(DensevisionError, RuntimeError):
     """The person detector cannot run in this environment (the OpenCV build lacks it)."""
 
 

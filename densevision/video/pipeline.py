@@ -30,6 +30,7 @@ import numpy as np
 from densevision.video.io import FrameSource, VideoWriter
 from densevision.video.overlay import FpsCounter, draw_fps
 from densevision.files import write_json
+from densevision.progress import progress_bar
 from densevision.video.threads import prefetch, stage
 
 MAX_REPORTED_ERRORS = 10  # corrupt frames announced one by one; the rest only counted
@@ -103,8 +104,6 @@ def run_pose_video(
         "frames_with_people", "tracks", "corrupt_frames", "corrupt_frame_indices", "seconds", "fps",
         "ended_early"}`` (``fps``: frames processed per second).
     """
-    from tqdm.auto import tqdm
-
     if smoother is not None and tracker is None:
         raise ValueError("run_pose_video: smoothing follows track ids, so a smoother needs a tracker")
     if (writer.width, writer.height) != (frames.width, frames.height):
@@ -151,8 +150,8 @@ def run_pose_video(
     started = time.perf_counter()
     found = prefetch(stage(find, frames.read_ahead(max_queued)), max_queued, name="find people")
     posed = prefetch(stage(pose, found), max_queued, name="pose")
-    with writer, tqdm(total=frames.frame_count, unit="frame", desc="pose video", disable=not progress,
-                      dynamic_ncols=True) as bar:
+    with writer, progress_bar(total=frames.frame_count, unit="frame", desc="pose video", enabled=progress,
+                              every=100, dynamic_ncols=True) as bar:
         try:
             for index, frame, error, people in posed:
                 record: dict = {"frame": index}
