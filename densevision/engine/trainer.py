@@ -37,14 +37,14 @@ from densevision.engine.precise_bn import recompute_batchnorm_statistics
 from densevision.engine.precision import apply_precision, effective_jit
 from densevision.models import build_model
 from densevision.progress import progress_bar
+from densevision.runs import CHECKPOINTS, RECIPE_FILE  # the run folder's layout, read by every command
 from densevision.recipes import Recipe, save_recipe
 from densevision.registry import TASKS
 
 log = logging.getLogger(__name__)
 
-RECIPE_FILE = "recipe.yaml"
-LAST = "checkpoints/last.keras"
-BEST = "checkpoints/best.keras"
+LAST = CHECKPOINTS["last"]
+BEST = CHECKPOINTS["best"]
 HISTORY = "history.csv"
 
 
