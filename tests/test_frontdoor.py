@@ -296,3 +296,18 @@ def test_terminal_gets_a_bar_unless_tqdm_disable_or_no_progress(monkeypatch):
         for _ in progress_bar(range(3), file=screen, enabled=enabled, every=1):
             pass
         assert screen.getvalue() == "", (env, enabled)
+
+
+def test_video_command_takes_the_input_positionally(tmp_path, capsys):
+    from test_video import WIDTH, HEIGHT, write_clip
+
+    clip = write_clip(tmp_path / "clip.avi", 6)
+    output, results = tmp_path / "out.mp4", tmp_path / "out.json"
+    assert commands.main(["video", "--demo", "--single", str(clip), "--output", str(output), "--json", str(results),
+                          "--draw-bbox", "--bbox-thr", "0.5", "--no-progress"]) == 0
+    assert "wrote 6 frame(s)" in capsys.readouterr().out
+    record = json.loads(results.read_text())["frames"][0]["people"][0]
+    assert record["box"] == [0, 0, WIDTH, HEIGHT]
+    assert commands.main(["video", "--demo", "--single", str(clip), str(clip), "--output", str(tmp_path / "b.mp4")]) \
+        == EXIT_ERROR
+    assert "one video input at a time" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Draw the poses of the people in a video: densevision video RUN_DIR|RECIPE [--weights W] INPUT --output OUT.mp4.
+"""Draw the poses of the people in a video: densevision video [RUN_DIR|RECIPE] [--weights W] INPUT --output OUT.mp4.
 
 INPUT (positional or --input) is a video file, a camera index such as 0, or a folder of images. People are found by
 OpenCV's HOG people detector (offline), read from --boxes, or taken to be the whole frame (--single); every person
@@ -19,14 +19,14 @@ from densevision.runs import is_run_dir, resolve_model_source
 
 def build_parser() -> argparse.ArgumentParser:
     parser = options.new_parser("video", __doc__)
-    parser.add_argument("target", nargs="?", metavar="RUN_DIR|RECIPE",
-                        help="a run folder, a pose recipe file or a built-in recipe name (optional with --demo)")
     parser.add_argument("--weights", metavar="best|last|FILE",
                         help="run folder: best (default) or last; else a checkpoint: .keras model or .weights.h5")
     options.add_recipe_options(parser, demo_help="the recipe's demo settings (for a checkpoint trained with --demo); "
                                                  "without a model, a stand-in stick figure in every box")
-    options.add_inputs(parser, metavar="VIDEO|CAMERA_INDEX|IMAGE_FOLDER",
-                       what="a video file, a camera index such as 0, or a folder of images (natural name order)")
+    options.add_inputs(parser, metavar="[RUN_DIR|RECIPE] INPUT",
+                       what="a run folder, a pose recipe file or a built-in recipe name (optional with --demo), then "
+                            "the input: a video file, a camera index such as 0, or a folder of images (natural name "
+                            "order)")
     parser.add_argument("--output", required=True, metavar="OUT.mp4",
                         help="annotated video: .mp4 (mp4v) or .avi (MJPG); same size, frame rate and frame count")
     finder = parser.add_mutually_exclusive_group()
@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from densevision.recipes import builtin_recipe_names  # after parsing: pydantic and OmegaConf take 0.3 s
+
+    # The first positional names the model when it is one (--demo runs without a model); the rest are the input.
+    first = args.inputs[0] if args.inputs else None
+    names_model = first is not None and (is_run_dir(first) or first.endswith((".yaml", ".yml"))
+                                         or first in builtin_recipe_names())
+    args.target, args.inputs = (first, args.inputs[1:]) if names_model else (None, args.inputs)
     inputs = options.all_inputs(args, what="a video file, a camera index or a folder of images")
     if len(inputs) != 1:
         raise UsageError(f"one video input at a time, got {len(inputs)}: {', '.join(inputs)}")
