@@ -52,6 +52,8 @@ def usage() -> str:
 def _run(module, name: str, argv: list[str]) -> int:
     parser = module.build_parser()
     args = parser.parse_intermixed_args(argv)  # inputs may come before or after the options
+    if hasattr(sys.stdout, "reconfigure") and not sys.stdout.isatty():
+        sys.stdout.reconfigure(line_buffering=True)  # a redirected log shows each epoch's line as it ends
     try:
         select_device(getattr(args, "device", None))
     except ValueError as error:
