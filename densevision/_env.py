@@ -22,6 +22,8 @@ import re
 import sys
 import tempfile
 
+from densevision.errors import DensevisionError
+
 SUPPORTED_BACKEND = "tensorflow"
 
 # Start-up notices TensorFlow's C++ runtime prints on every import whatever TF_CPP_MIN_LOG_LEVEL says (measured with
@@ -33,7 +35,7 @@ _STARTUP_NOTICES = re.compile(
 )
 
 
-class BackendError(RuntimeError):
+class BackendError(DensevisionError, RuntimeError):
     """Keras is (or would be) running on a backend other than TensorFlow."""
 
 
