@@ -1,6 +1,7 @@
 """Train a recipe: densevision train RECIPE [--set KEY=VALUE ...] [--demo] [--output DIR] [--resume RUN_DIR].
 
-RECIPE is a recipe file or a built-in recipe's name (densevision train tiramisu56_camvid --demo). Each run writes a
+RECIPE is a recipe file, a built-in recipe's name (densevision train tiramisu56_camvid --demo) or a run folder (its
+recipe.yaml, trained anew; --resume RUN_DIR continues it instead). Each run writes a
 run folder <output.dir>/<recipe>/<time>/ holding recipe.yaml (the recipe as trained: --demo and --set applied),
 checkpoints/best.keras and last.keras, and history.csv; every other command takes that folder in place of a recipe
 and --weights. With --demo the recipe's demo: section (generated data, a short schedule) is applied first and --set
@@ -13,14 +14,17 @@ work), 1 an unexpected error (traceback in a log file), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from densevision.commands import options
+from densevision.runs import RECIPE_FILE, is_run_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = options.new_parser("train", __doc__)
     parser.add_argument("recipe", nargs="?", metavar="RECIPE",
-                        help="recipe file or built-in recipe name (optional with --resume)")
+                        help="recipe file, built-in recipe name, or a run folder to train its recipe.yaml anew "
+                             "(optional with --resume)")
     options.add_recipe_options(parser, demo_help="train on the task's generated demo data with the recipe's short "
                                                  "schedule (--set values win over it)")
     parser.add_argument("--output", metavar="DIR",
@@ -34,5 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from densevision.engine.launch import run_training  # after parsing: it imports TensorFlow
 
-    return run_training(args.recipe, args.overrides, output=args.output, resume=args.resume, demo=args.demo,
+    recipe = str(Path(args.recipe) / RECIPE_FILE) if args.recipe and is_run_dir(args.recipe) else args.recipe
+    return run_training(recipe, args.overrides, output=args.output, resume=args.resume, demo=args.demo,
                         dry_run=args.dry_run, progress=not args.no_progress)
