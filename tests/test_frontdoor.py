@@ -311,3 +311,15 @@ def test_video_command_takes_the_input_positionally(tmp_path, capsys):
     assert commands.main(["video", "--demo", "--single", str(clip), str(clip), "--output", str(tmp_path / "b.mp4")]) \
         == EXIT_ERROR
     assert "one video input at a time" in capsys.readouterr().err
+
+
+def test_train_takes_a_run_folders_recipe_and_no_progress(tmp_path, monkeypatch):
+    import densevision.engine.launch as launch
+
+    seen = {}
+    monkeypatch.setattr(launch, "run_training", lambda recipe, overrides, **kw: seen.update(recipe=recipe, **kw) or 0)
+    run = make_run(tmp_path, "best")
+    assert commands.main(["train", str(run), "--no-progress"]) == 0
+    assert seen["recipe"] == str(run / RECIPE_FILE) and seen["progress"] is False
+    assert commands.main(["train", "tiramisu56_camvid"]) == 0
+    assert seen["recipe"] == "tiramisu56_camvid" and seen["progress"] is True
