@@ -62,9 +62,9 @@ def all_inputs(args: argparse.Namespace, what: str = "image files, folders or gl
     return inputs
 
 
-def add_flip_test(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--flip-test``, with ``--flip`` as an alias."""
-    parser.add_argument("--flip-test", "--flip", dest="flip_test", action="store_true", help=help)
+def add_flip_test(parser: argparse.ArgumentParser, meaning: str) -> None:
+    """``--flip-test``, with ``--flip`` as an alias; ``meaning``: what it does in this command."""
+    parser.add_argument("--flip-test", "--flip", dest="flip_test", action="store_true", help=meaning)
 
 
 def add_overwrite(parser: argparse.ArgumentParser, what: str = "existing outputs") -> None:
