@@ -1,4 +1,5 @@
-"""The front door every tool shares: how failures end.
+"""The front door every command shares: how failures end (``densevision COMMAND`` runs each command's ``run``
+through :func:`run_tool`; see :mod:`densevision.commands`).
 
 - An *expected* failure (a :class:`~densevision.errors.DensevisionError`: recipe, dataset, checkpoint, output,
   command-line value; or the disk refusing a write: full, read-only, no permission) prints one
@@ -9,7 +10,7 @@
   ``$DENSEVISION_CACHE/logs`` (default ``~/.cache/densevision/logs``).
 - ``--debug`` lets every exception through with its full traceback.
 
-Use it as a decorator on a tool's ``main(argv=None) -> int``::
+A script outside the ``densevision`` command can use it as a decorator on its ``main(argv=None) -> int``::
 
     @tool_main
     def main(argv=None) -> int:

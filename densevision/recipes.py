@@ -9,6 +9,7 @@ builders' signatures, so a misspelt key fails before training with a did-you-mea
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import os
 import typing
@@ -399,11 +400,45 @@ def validate_recipe(config: dict, source: str = "<recipe>") -> Recipe:
     return recipe
 
 
+def builtin_recipe_dir() -> Path:
+    """The folder of the built-in recipes: package data ``densevision.builtin_recipes`` when installed (setup.py
+    ships recipes/ under that name), else recipes/ beside the package in a checkout."""
+    spec = importlib.util.find_spec("densevision.builtin_recipes")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(__file__).resolve().parents[1] / "recipes"
+
+
+def builtin_recipe_names() -> list[str]:
+    """The recipes usable by name (``tiramisu56_camvid``): the YAML files of :func:`builtin_recipe_dir`."""
+    return sorted(path.stem for path in builtin_recipe_dir().glob("*.yaml"))
+
+
+def find_recipe(path_or_name: str | os.PathLike) -> Path:
+    """A recipe file from a path, or from a built-in recipe's name (``tiramisu56_camvid`` or ``....yaml``).
+
+    An existing file or anything with a folder in it is taken as a path; an unknown bare name is an error listing
+    the built-in names.
+
+    Raises:
+        RecipeError: a bare name that is neither a file nor a built-in recipe (with a did-you-mean).
+    """
+    path = Path(path_or_name)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    candidate = builtin_recipe_dir() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if candidate.is_file():
+        return candidate
+    names = builtin_recipe_names()
+    raise RecipeError(f"recipe {str(path_or_name)!r}: no such file, and no built-in recipe of that name"
+                      f"{did_you_mean(path.stem, names)}; built-in recipes: {', '.join(names)}")
+
+
 def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), demo: bool = False) -> Recipe:
     """Load, merge (``_base_``), override and validate a recipe.
 
     Args:
-        path: the recipe's YAML file.
+        path: the recipe's YAML file, or a built-in recipe's name (:func:`find_recipe`).
         overrides: dotted ``KEY=VALUE`` strings (``["optimizer.lr=1e-4", "data.batch_size=8"]``), applied last;
             values follow YAML typing.
         demo: also apply the recipe's ``demo`` overrides (the task's generated data and a short schedule),
@@ -417,7 +452,7 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     Raises:
         RecipeError: naming the file, the key path, what was expected and a did-you-mean suggestion.
     """
-    path = Path(path)
+    path = find_recipe(path)
     parsed = parse_overrides(list(overrides)) if overrides else None  # a bad --set fails before anything else
     merged = _resolve_bases(path)
     merged = _to_container(merged, str(path))

@@ -54,6 +54,7 @@ class Registry:
         return decorator
 
     def get(self, name: str) -> Callable:
+        load_builtin_parts()
         try:
             return self._items[name]
         except KeyError:
@@ -64,6 +65,7 @@ class Registry:
 
     def names(self, **attributes) -> list[str]:
         """Registered names, optionally only those whose attributes match, e.g. ``names(task="pose")``."""
+        load_builtin_parts()
         return sorted(key for key in self._items
                       if all(self._attributes[key].get(k) == v for k, v in attributes.items()))
 
@@ -73,9 +75,11 @@ class Registry:
         return dict(self._attributes[name])
 
     def __contains__(self, name: str) -> bool:
+        load_builtin_parts()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
+        load_builtin_parts()
         return iter(sorted(self._items))
 
 
@@ -132,6 +136,23 @@ BUILTIN_MODULES = (
 )
 
 
+_builtins_loaded = False
+
+
 def load_builtin_parts() -> None:
-    for name in BUILTIN_MODULES:
-        importlib.import_module(name)
+    """Import every built-in module (once), registering its parts.
+
+    Every lookup by name (``get``, ``names``, ``in``, iteration) calls it first, so a name resolves whatever was
+    imported before: ``import densevision`` itself imports none of this (it would import TensorFlow; see
+    densevision/_env.py).
+    """
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True  # before the imports: a module that looks a name up while loading must not recurse
+    try:
+        for name in BUILTIN_MODULES:
+            importlib.import_module(name)
+    except BaseException:
+        _builtins_loaded = False  # a failed import (a missing optional library) is retried and reported next time
+        raise

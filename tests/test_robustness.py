@@ -517,9 +517,16 @@ def test_cli_exit_codes_messages_and_log(tmp_path, capsys, private_cache):
 
 
 def test_every_tool_uses_the_wrapper():
+    """tools/X.py are aliases of ``densevision X``, which runs every command through run_tool with --debug."""
+    from densevision.commands import COMMANDS, command_module
+
     for name in ("train", "summarize", "plot_history", "sliding_classify"):
         text = (ROOT / "tools" / f"{name}.py").read_text()
-        assert "@tool_main" in text and "add_common_arguments(parser)" in text, name
+        assert "from densevision.commands import alias" in text, name
+    for name in COMMANDS:
+        flags = {flag for action in command_module(name).build_parser()._actions for flag in action.option_strings}
+        assert "--debug" in flags, name
+    assert "run_tool(" in (ROOT / "densevision" / "commands" / "__init__.py").read_text()
 
 
 def test_plot_history_refuses_to_replace_without_overwrite(tmp_path, capsys):

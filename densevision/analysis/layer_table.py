@@ -21,6 +21,8 @@ import keras
 from keras import tree
 
 from densevision.analysis import arithmetic
+from densevision.errors import UsageError
+from densevision.recipes import builtin_recipe_names, load_recipe
 
 DEFAULT_INPUT_SHAPE = (224, 224, 3)
 BYTES_PER_VALUE = 4  # float32 activations
@@ -155,11 +157,14 @@ def format_table(table: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
-def resolve_model(spec: str, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, include_top: bool = False):
-    """The model a command line names: a backbone name (``vgg16``) or a recipe path (``*.yaml``).
+def resolve_model(spec: str, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, include_top: bool = False,
+                  overrides: Sequence[str] = (), demo: bool = False):
+    """The model a command line names: a backbone name (``vgg16``), a recipe path (``*.yaml``) or a built-in
+    recipe's name (``tiramisu56_camvid``).
 
     Args:
-        spec: backbone name, or path to a recipe YAML file.
+        spec: backbone name, path to a recipe YAML file, or built-in recipe name.
+        overrides, demo: a recipe's ``--set`` values and demo settings (as ``load_recipe`` takes them).
         input_shape: ``(H, W, C)`` the backbone/classifier is built at.
         include_top: build the ImageNet-shaped classifier (``build_classifier``, 1000 classes) instead of the
             backbone's feature maps (names only).
@@ -168,18 +173,19 @@ def resolve_model(spec: str, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, i
         densevision.RecipeError: the recipe cannot be loaded or validated.
         densevision.registry.UnknownNameError: no backbone of that name (did-you-mean in the message).
         ValueError: ``include_top`` with a recipe.
+        UsageError: ``overrides`` or ``demo`` with a backbone name.
     """
     input_shape = tuple(int(v) for v in input_shape)
-    if spec.endswith((".yaml", ".yml")) or os.path.isfile(spec):
+    if spec.endswith((".yaml", ".yml")) or os.path.isfile(spec) or spec in builtin_recipe_names():
         if include_top:
             raise ValueError(f"--include-top applies to backbone names, not to the recipe {spec!r}")
-        from densevision.recipes import load_recipe
-
-        recipe = load_recipe(spec)  # recipe errors first, before any model code is imported
+        recipe = load_recipe(spec, list(overrides), demo=demo)  # recipe errors first, before any model code
         from densevision.models import build_model
 
         return build_model(recipe)
 
+    if overrides or demo:
+        raise UsageError(f"--set and --demo change a recipe; {spec!r} is a backbone name")
     from densevision.backbones.api import build_backbone  # importing it registers the backbone families
     from densevision.registry import BACKBONES, UnknownNameError, did_you_mean
 

@@ -24,6 +24,8 @@ import h5py
 import numpy as np
 import keras
 
+from densevision.errors import DensevisionError
+
 _KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 #: backbone name -> (URL folder, file name, md5 hash) of keras.applications' ``include_top=False`` weights
@@ -58,7 +60,7 @@ REFERENCE_APPLICATIONS = {
 }
 
 
-class WeightsError(RuntimeError):
+class WeightsError(DensevisionError, RuntimeError):
     """Weights that cannot be fetched or do not fit the backbone; the message says what to do."""
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from densevision.data.errors import DatasetError, ImageReadError, summarize_items
+from densevision.progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
 
@@ -469,11 +470,9 @@ def verify_images(paths: Iterable[PathLike], cache_dir: Union[PathLike, None, bo
 
     errors: dict[Path, str] = {}
     if todo:
-        from tqdm.auto import tqdm
-
         workers = workers or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), desc=desc, unit="file", leave=False,
-                                                        disable=not progress or len(todo) < 64) as bar:
+        with ThreadPoolExecutor(workers) as pool, progress_bar(total=len(todo), desc=desc, unit="file", leave=False,
+                                                                enabled=progress and len(todo) >= 64) as bar:
             for (path, key), reason in zip(todo, pool.map(check, todo)):
                 bar.update()
                 if reason is not None:

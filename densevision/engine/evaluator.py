@@ -25,6 +25,7 @@ import tensorflow as tf
 from densevision.engine.checkpoints import load_checkpoint  # noqa: F401  (re-exported)
 from densevision.data.sources import open_source, resolve_split  # noqa: F401  (re-exported)
 from densevision.files import to_json_compatible, write_json  # noqa: F401  (re-exported)
+from densevision.progress import progress_bar
 from densevision.registry import TASKS
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -111,8 +112,6 @@ def evaluate(model: keras.Model, task, dataset: tf.data.Dataset, steps: Optional
         ``(results, sums)``: ``task.metric_results(sums, collected)`` and the summed statistics (numpy int64 /
         float64).
     """
-    from tqdm.auto import tqdm
-
     strategy = strategy or tf.distribute.get_strategy()
     step = step_fn or make_eval_step(model, task, strategy, with_loss)
     if steps is not None:
@@ -125,7 +124,8 @@ def evaluate(model: keras.Model, task, dataset: tf.data.Dataset, steps: Optional
     totals: dict[str, np.ndarray] = {}
     collected: dict[str, list[np.ndarray]] = {}
     batches = strategy.experimental_distribute_dataset(dataset)
-    for batch in tqdm(batches, total=total, desc="evaluate", unit="batch", disable=not progress, leave=False):
+    for batch in progress_bar(batches, total=total, desc="evaluate", unit="batch", enabled=progress, every=50,
+                              leave=False):
         sums, gathered = step(batch)
         _accumulate(totals, sums)
         for key, value in gathered.items():

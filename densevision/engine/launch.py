@@ -10,8 +10,9 @@ EXIT_RECIPE_ERROR = 2
 
 
 def run_training(recipe_path: str | None, overrides: list[str] = (), output: str | None = None,
-                 resume: str | None = None, demo: bool = False, dry_run: bool = False) -> int:
-    """Validate, then train (or only build, with ``dry_run``). Returns 0.
+                 resume: str | None = None, demo: bool = False, dry_run: bool = False, progress: bool = True) -> int:
+    """Validate, then train (or only build, with ``dry_run``; ``progress``: the per-epoch bar on a terminal).
+    Returns 0.
 
     Everything a user can fix is checked before any work starts and raised as a
     :class:`~densevision.errors.DensevisionError` (recipe, dataset, output folder, checkpoint), which
@@ -27,7 +28,7 @@ def run_training(recipe_path: str | None, overrides: list[str] = (), output: str
     if resume:
         saved = Path(resume) / "recipe.yaml"
         if not saved.is_file():
-            raise RecipeError(f"{saved}: not found; --resume takes a run folder made by tools/train.py")
+            raise RecipeError(f"{saved}: not found; --resume takes a run folder made by densevision train")
         recipe = load_recipe(saved, overrides)
         check_writable_dir(resume, what="run folder")
     else:
@@ -59,5 +60,5 @@ def run_training(recipe_path: str | None, overrides: list[str] = (), output: str
     strategy = make_strategy(recipe.distribute.strategy, recipe.distribute.devices)
     from densevision.engine.trainer import train
 
-    train(recipe, output_dir=output, resume_dir=resume, strategy=strategy)
+    train(recipe, output_dir=output, resume_dir=resume, strategy=strategy, progress=progress)
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from tqdm.auto import tqdm
+from densevision.progress import progress_bar
 
 
 def _batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -42,8 +42,8 @@ def recompute_batchnorm_statistics(model: keras.Model, dataset: tf.data.Dataset,
         layer.rate = 0.0
     used = 0
     try:
-        for batch in tqdm(dataset.take(num_batches), total=num_batches, desc="precise BN",
-                          disable=not progress):
+        for batch in progress_bar(dataset.take(num_batches), total=num_batches, desc="precise BN",
+                                  enabled=progress):
             if batch["image"].shape[0] == 0:  # no statistics in an empty batch (its mean is NaN): skip it
                 continue
             used += 1

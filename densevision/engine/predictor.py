@@ -37,10 +37,13 @@ OVERLAY_FOLDER = "overlays"
 REPORT = "report.json"
 #: images above this many pixels are predicted tile by tile (dense tasks), bounding memory by the tile size
 DEFAULT_MAX_PIXELS = 2048 * 2048
+#: output redirected (no bar): one plain progress line per this many images
+PROGRESS_EVERY = 50
 
 
 from densevision.data.boxes import load_boxes_file
 from densevision.errors import OutputError, UsageError
+from densevision.progress import progress_bar
 
 
 class PredictionError(UsageError):
@@ -210,8 +213,6 @@ def predict_folder(model, task, images: Sequence[tuple[Path, str]], output_dir: 
         ``{"ok": [paths], "failed": [{"path", "error"}], "skipped": int, "seconds": float}`` (also written as
         ``report.json`` without ``seconds``).
     """
-    from tqdm.auto import tqdm
-
     from densevision.files import write_json
 
     options = options or PredictOptions()
@@ -222,7 +223,8 @@ def predict_folder(model, task, images: Sequence[tuple[Path, str]], output_dir: 
     writer = _Writer(task, options)
     failed: list[dict[str, str]] = []
     started = time.perf_counter()
-    bar = tqdm(total=len(todo), desc="predict", unit="image", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(todo), desc="predict", unit="image", enabled=progress, every=PROGRESS_EVERY,
+                       dynamic_ncols=True)
     # Decoding runs ahead on a thread pool (OpenCV and PIL release the GIL) while the model predicts.
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         jobs = iter(todo)

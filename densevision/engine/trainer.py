@@ -23,7 +23,6 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from densevision.data.pipeline import build_dataset, steps_per_epoch
 from densevision.engine import checkpoints as ckpt
@@ -37,14 +36,15 @@ from densevision.errors import DensevisionError
 from densevision.engine.precise_bn import recompute_batchnorm_statistics
 from densevision.engine.precision import apply_precision, effective_jit
 from densevision.models import build_model
+from densevision.progress import progress_bar
+from densevision.runs import CHECKPOINTS, RECIPE_FILE  # the run folder's layout, read by every command
 from densevision.recipes import Recipe, save_recipe
 from densevision.registry import TASKS
 
 log = logging.getLogger(__name__)
 
-RECIPE_FILE = "recipe.yaml"
-LAST = "checkpoints/last.keras"
-BEST = "checkpoints/best.keras"
+LAST = CHECKPOINTS["last"]
+BEST = CHECKPOINTS["best"]
 HISTORY = "history.csv"
 
 
@@ -252,8 +252,9 @@ class Trainer:
             callbacks.on_epoch_begin(epoch)
             loss_sum, sums = 0.0, {}
             started = time.perf_counter()
-            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{recipe.train.epochs}",
-                       unit="step", disable=not self.progress, dynamic_ncols=True)
+            # redirected: no bar; the line printed after each epoch is the log
+            bar = progress_bar(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{recipe.train.epochs}",
+                               unit="step", enabled=self.progress, dynamic_ncols=True)
             for step in range(self.steps_per_epoch):
                 loss, batch_sums = self.train_step(self.train_iter)
                 loss = float(loss)

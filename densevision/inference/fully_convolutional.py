@@ -32,8 +32,10 @@ from typing import Any, Optional
 import keras
 import tensorflow as tf
 
+from densevision.errors import DensevisionError
 
-class ConversionError(ValueError):
+
+class ConversionError(DensevisionError, ValueError):
     """A model (or one of its layers) that cannot be rewritten as an exactly equivalent convolution."""
 
 

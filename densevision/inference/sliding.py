@@ -26,6 +26,8 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from densevision.progress import progress_bar
+
 _FORWARD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -491,7 +493,8 @@ def sliding_classify_command(
                "scales": scales, "reduce": reduce, "class_names": class_names, "complete": False,
                "images": results, "failures": failures}
     try:
-        for path, relative, npz_path, base in tqdm(rows, desc="sliding", unit="image", disable=not progress):
+        for path, relative, npz_path, base in progress_bar(rows, desc="sliding", unit="image", enabled=progress,
+                                                           every=10):
             try:
                 image = read_image(path)
                 maps = multiscale_scores(fc_model, image, window, scales, stride, net_stride)

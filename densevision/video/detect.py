@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from densevision.data.boxes import BoxesTable, empty_boxes, load_boxes_file
+from densevision.errors import DensevisionError
 
 Boxes = tuple[np.ndarray, np.ndarray]
 
@@ -25,7 +26,7 @@ HOG_MISSING = (
 )
 
 
-class DetectorUnavailableError(RuntimeError):
+class DetectorUnavailableError(DensevisionError, RuntimeError):
     """The person detector cannot run in this environment (the OpenCV build lacks it)."""
 
 

@@ -28,9 +28,9 @@ import time
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from densevision.files import write_json
+from densevision.progress import progress_bar
 from densevision.tasks.pose import person_record
 from densevision.video.io import FrameSource, VideoWriter
 from densevision.video.overlay import FpsCounter, draw_fps
@@ -94,7 +94,7 @@ def run_video(
         record: ``item -> {JSON keys}`` for a frame; called with None for a corrupt frame (its empty keys).
         json_path: write per-frame results there (module docstring), atomically.
         task: the task's name for the JSON.
-        progress: tqdm bar with frames/s; show_fps: draw the measured rate on every frame.
+        progress: a bar with frames/s on a terminal (a plain line every 100 frames when redirected); show_fps: draw the measured rate on every frame.
         max_queued: frames each stage may run ahead of the next.
 
     Returns:
@@ -123,8 +123,8 @@ def run_video(
     fps_counter = FpsCounter()
     previous: Optional[np.ndarray] = None
     started = time.perf_counter()
-    with writer, tqdm(total=frames.frame_count, unit="frame", desc=f"{task or 'video'}", disable=not progress,
-                      dynamic_ncols=True) as bar:
+    with writer, progress_bar(total=frames.frame_count, unit="frame", desc=f"{task or 'video'}", enabled=progress,
+                              every=100, dynamic_ncols=True) as bar:
         try:
             for item in items:
                 index, frame = item["index"], item["frame"]

@@ -1,0 +1,7 @@
+"""``python -m densevision`` is the ``densevision`` command."""
+
+import sys
+
+from densevision.commands import main
+
+sys.exit(main())

@@ -1,0 +1,325 @@
+"""The ``densevision`` command as a new user meets it: start-up without TensorFlow, built-in recipes by name, run
+folders in place of a recipe and --weights, one flag vocabulary, progress that suits the output, quiet start-up."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from densevision import commands
+from densevision.cli import EXIT_ERROR, run_tool
+from densevision.commands import options
+from densevision.errors import DensevisionError, UsageError
+from densevision.progress import PlainProgress, progress_bar
+from densevision.recipes import RecipeError, builtin_recipe_names, find_recipe, load_recipe
+from densevision.runs import CHECKPOINTS, RECIPE_FILE, resolve_model_source
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE_COMMANDS = ("train", "evaluate", "predict", "export", "video", "sliding", "summarize")
+MODEL_COMMANDS = ("evaluate", "predict", "export", "sliding")  # a recipe and weights, or a run folder
+
+
+def python(code: str, timeout: int = 120, **env) -> subprocess.CompletedProcess:
+    """``python -c CODE`` with this checkout first on the path."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **env}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env=environment, cwd=ROOT)
+
+
+def option_strings(command: str) -> set[str]:
+    return {flag for action in commands.command_module(command).build_parser()._actions
+            for flag in action.option_strings}
+
+
+# ----------------------------------------------------------------------------------------------- start-up
+
+
+def test_help_version_and_every_command_help_answer_without_tensorflow():
+    probe = python(
+        "import sys, contextlib, io\n"
+        "import densevision\n"
+        "print('after import', 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+        "from densevision.commands import COMMANDS, main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    codes = [main(['--help']), main(['--version'])]\n"
+        "    for name in COMMANDS:\n"
+        "        try:\n"
+        "            main([name, '--help'])\n"
+        "        except SystemExit as stop:\n"
+        "            codes.append(stop.code)\n"
+        "print('codes', codes)\n"
+        "print('after help', 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+        "print('usages', sum(line.startswith('usage: densevision ') for line in out.getvalue().splitlines()))\n")
+    assert probe.returncode == 0, probe.stderr
+    lines = probe.stdout.splitlines()
+    assert "after import False False" in lines
+    assert f"codes {[0] * (2 + len(commands.COMMANDS))}" in lines
+    assert "after help False False" in lines
+    assert f"usages {1 + len(commands.COMMANDS)}" in lines
+
+
+def test_import_densevision_then_keras_loads_a_densevision_checkpoint(tmp_path):
+    """README's promise (``import densevision``, then ``keras.saving.load_model(safe_mode=True)``) with a lazy
+    package: the parts register when keras loads. Without ``import densevision`` the same file does not load."""
+    path = tmp_path / "pad.keras"
+    saved = python(
+        "import densevision, keras, numpy as np\n"
+        "from densevision.layers.padding import PadToMultiple\n"
+        "model = keras.Sequential([keras.Input((5, 7, 1)), PadToMultiple(4)])\n"
+        f"model.save({str(path)!r})\n")
+    assert saved.returncode == 0, saved.stderr
+    loaded = python(
+        "import densevision, sys\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "import keras, numpy as np\n"
+        f"model = keras.saving.load_model({str(path)!r}, safe_mode=True)\n"
+        "print(tuple(model(np.ones((1, 5, 7, 1), 'float32')).shape))\n")
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip().splitlines()[-1] == "(1, 8, 8, 1)"  # 5 -> 8, 7 -> 8: the next multiples of 4
+    plain = python(f"import keras\nkeras.saving.load_model({str(path)!r}, safe_mode=True)\n")
+    assert plain.returncode != 0 and "PadToMultiple" in plain.stderr
+
+
+def test_tensorflow_start_up_notices_are_hidden_unless_debug():
+    """Plain ``import tensorflow`` prints absl's and oneDNN's notices (measured with TensorFlow 2.21); the command's
+    import drops those two lines only, and ``--debug`` keeps them."""
+    plain = python("import tensorflow")
+    assert "oneDNN custom operations" in plain.stderr and "absl::InitializeLog" in plain.stderr
+    quiet = python("import sys\nfrom densevision._env import import_tensorflow_quietly\n"
+                   "import_tensorflow_quietly()\nprint('still here', file=sys.stderr)")
+    assert quiet.returncode == 0
+    assert "oneDNN" not in quiet.stderr and "absl" not in quiet.stderr and "still here" in quiet.stderr
+    debug = python("from densevision._env import import_tensorflow_quietly\nimport_tensorflow_quietly(debug=True)")
+    assert "oneDNN custom operations" in debug.stderr
+
+
+def test_device_flag_selects_visible_gpus(monkeypatch):
+    from densevision._env import select_device
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    select_device("gpu:1")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    select_device("cpu")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    with pytest.raises(ValueError, match="expected cpu or gpu:N"):
+        select_device("cuda")
+
+
+def test_bad_device_is_one_error_line(capsys):
+    assert commands.main(["summarize", "vgg16", "--device", "tpu"]) == EXIT_ERROR
+    assert capsys.readouterr().err.strip() == "error: --device 'tpu': expected cpu or gpu:N (N a GPU index, e.g. gpu:0)"
+
+
+def test_unknown_command_suggests_the_closest(capsys):
+    assert commands.main(["evalute"]) == EXIT_ERROR
+    assert "did you mean 'evaluate'?" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- recipes
+
+
+def test_builtin_recipe_by_name_is_the_file():
+    names = builtin_recipe_names()
+    assert names == sorted(path.stem for path in (ROOT / "recipes").glob("*.yaml"))
+    by_name = load_recipe("tiramisu56_camvid").to_dict()
+    by_path = load_recipe(ROOT / "recipes" / "tiramisu56_camvid.yaml").to_dict()
+    by_name.pop("source"), by_path.pop("source")
+    assert by_name == by_path
+    assert find_recipe("tiramisu56_camvid.yaml") == find_recipe("tiramisu56_camvid")
+
+
+def test_unknown_recipe_name_lists_the_builtins():
+    with pytest.raises(RecipeError) as info:
+        find_recipe("tiramisu56_camvd")
+    message = str(info.value)
+    assert "did you mean 'tiramisu56_camvid'?" in message and "hourglass_lsp" in message
+    assert find_recipe("some/where/missing.yaml") == Path("some/where/missing.yaml")  # a path stays a path
+
+
+# ------------------------------------------------------------------------------------------- run folders
+
+
+def make_run(tmp_path: Path, *checkpoints: str) -> Path:
+    run = tmp_path / "runs" / "tiny" / "20261204-000000"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / RECIPE_FILE).write_text("task: segmentation\n")
+    for name in checkpoints:
+        (run / CHECKPOINTS[name]).write_bytes(b"PK")
+    return run
+
+
+def test_run_folder_brings_its_recipe_and_best_checkpoint(tmp_path):
+    run = make_run(tmp_path, "best", "last")
+    source = resolve_model_source(str(run))
+    assert (source.recipe, source.weights, source.run_dir) == (str(run / RECIPE_FILE), str(run / CHECKPOINTS["best"]),
+                                                               run)
+    assert resolve_model_source(str(run), "last").weights == str(run / CHECKPOINTS["last"])
+    assert resolve_model_source(str(run), "other.keras").weights == "other.keras"
+    assert resolve_model_source("recipe.yaml", "w.keras").recipe == "recipe.yaml"
+
+
+@pytest.mark.parametrize("target, weights, demo, expected", [
+    ("run_last_only", None, False, "best.keras does not exist; --weights last picks"),
+    ("run_empty", None, False, "no epoch of this run finished yet"),
+    ("plain_folder", None, False, "is not a run folder"),
+    ("run_last_only", "last", True, "drop --demo"),
+    ("recipe.yaml", None, False, "--weights is required with a recipe"),
+    ("recipe.yaml", "best", False, "picks a checkpoint of a run folder"),
+])
+def test_run_folder_mistakes_are_one_clear_error(tmp_path, target, weights, demo, expected):
+    make_run(tmp_path / "run_last_only", "last")
+    make_run(tmp_path / "run_empty")
+    (tmp_path / "plain_folder").mkdir()
+    paths = {"run_last_only": tmp_path / "run_last_only/runs/tiny/20261204-000000",
+             "run_empty": tmp_path / "run_empty/runs/tiny/20261204-000000", "plain_folder": tmp_path / "plain_folder"}
+    with pytest.raises(UsageError, match=expected.replace("-", r"\-").replace(".", r"\.")):
+        resolve_model_source(str(paths.get(target, target)), weights, demo=demo)
+
+
+# ------------------------------------------------------------------------------------------- vocabulary
+
+
+def test_every_tool_speaks_the_same_flags():
+    for name in RECIPE_COMMANDS:
+        assert {"--set", "--demo", "--debug"} <= option_strings(name), name
+    for name in ("train", "evaluate", "predict", "sliding", "video"):  # the commands that show a progress bar
+        assert "--no-progress" in option_strings(name), name
+    for name in (*MODEL_COMMANDS, "video", "train"):
+        assert "--device" in option_strings(name), name
+    for name in ("evaluate", "predict", "video"):
+        assert {"--flip-test", "--flip"} <= option_strings(name), name
+    for name in ("evaluate", "predict", "export", "sliding", "video", "plot"):
+        assert "--overwrite" in option_strings(name), name
+    assert {"--kpt-thr", "--bbox-thr", "--draw-bbox", "--radius", "--thickness"} <= option_strings("video")
+    assert "--heatmap" not in option_strings("video")  # it was accepted and did nothing
+    for name in ("predict", "sliding", "video"):
+        assert "--input" in option_strings(name), name
+
+
+def test_flip_and_input_aliases_mean_the_same_as_the_new_spelling():
+    parser = commands.command_module("predict").build_parser()
+    a = parser.parse_intermixed_args(["run", "x.png", "--output", "o", "--flip"])
+    b = parser.parse_intermixed_args(["run", "--input", "x.png", "--output", "o", "--flip-test"])
+    assert a.flip_test and b.flip_test
+    assert options.all_inputs(a) == options.all_inputs(b) == ["x.png"]
+    sliding = commands.command_module("sliding").build_parser().parse_intermixed_args(
+        ["run", "--input", "a.jpg", "b/", "--top-k", "3", "c.jpg"])
+    assert options.all_inputs(sliding) == ["c.jpg", "a.jpg", "b/"]
+    with pytest.raises(UsageError, match="no input given"):
+        options.all_inputs(parser.parse_intermixed_args(["run", "--output", "o"]))
+
+
+def test_evaluate_json_is_not_overwritten_silently(tmp_path, capsys):
+    run = make_run(tmp_path, "best")
+    existing = tmp_path / "m.json"
+    existing.write_text('{"keep": 1}')
+    assert commands.main(["evaluate", str(run), "--json", str(existing)]) == EXIT_ERROR
+    assert "m.json already exists; pass --overwrite" in capsys.readouterr().err
+    assert json.loads(existing.read_text()) == {"keep": 1}
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "old.png").write_bytes(b"x")
+    assert commands.main(["evaluate", str(run), "--output", str(report)]) == EXIT_ERROR
+    assert "already holds files; pass --overwrite" in capsys.readouterr().err
+
+
+def test_export_formats_match_the_exporter():
+    from densevision.engine.export import FORMATS
+
+    assert commands.command_module("export").FORMATS == FORMATS
+
+
+def test_tools_scripts_are_aliases_of_the_command():
+    for script, command in (("predict", "predict"), ("sliding_classify", "sliding"), ("plot_history", "plot")):
+        done = subprocess.run([sys.executable, str(ROOT / "tools" / f"{script}.py"), "--help"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.startswith(f"usage: densevision {command} "), done.stderr
+
+
+def test_former_runtime_errors_are_expected_errors(capsys):
+    """ImageNet weights offline, a layer that cannot be converted, no person detector: one line and exit 2."""
+    from densevision.backbones.weights import WeightsError
+    from densevision.inference.fully_convolutional import ConversionError
+    from densevision.video.detect import DetectorUnavailableError
+
+    for error in (WeightsError, ConversionError, DetectorUnavailableError):
+        assert issubclass(error, DensevisionError)
+
+        def fail(argv, error=error):
+            raise error("URL fetch failure")
+
+        assert run_tool(fail, [], tool="x") == EXIT_ERROR
+        assert capsys.readouterr().err == "error: URL fetch failure\n"
+
+
+# --------------------------------------------------------------------------------------------- progress
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_redirected_progress_writes_plain_lines_every_n(monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    log = io.StringIO()
+    bar = progress_bar(range(7), enabled=True, every=3, desc="predict", unit="image", file=log)
+    assert isinstance(bar, PlainProgress)
+    assert list(bar) == list(range(7))
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue()
+    assert [line.split(" (")[0] for line in lines] == ["predict: 3/7 image", "predict: 6/7 image", "predict: 7/7 image"]
+    quiet = io.StringIO()
+    for _ in progress_bar(range(5), every=0, file=quiet):  # the trainer's choice: its epoch line is the log
+        pass
+    assert quiet.getvalue() == ""
+
+
+def test_terminal_gets_a_bar_unless_tqdm_disable_or_no_progress(monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    screen = Terminal()
+    for _ in progress_bar(range(3), file=screen, desc="epoch"):
+        pass
+    assert "\r" in screen.getvalue() and "3/3" in screen.getvalue()
+    for env, enabled in (("1", True), (None, False)):
+        if env:
+            monkeypatch.setenv("TQDM_DISABLE", env)
+        screen = Terminal()
+        for _ in progress_bar(range(3), file=screen, enabled=enabled, every=1):
+            pass
+        assert screen.getvalue() == "", (env, enabled)
+
+
+def test_video_command_takes_the_input_positionally(tmp_path, capsys):
+    from test_video import WIDTH, HEIGHT, write_clip
+
+    clip = write_clip(tmp_path / "clip.avi", 6)
+    output, results = tmp_path / "out.mp4", tmp_path / "out.json"
+    assert commands.main(["video", "--demo", "--single", str(clip), "--output", str(output), "--json", str(results),
+                          "--draw-bbox", "--bbox-thr", "0.5", "--no-progress"]) == 0
+    assert "wrote 6 frame(s)" in capsys.readouterr().out
+    record = json.loads(results.read_text())["frames"][0]["people"][0]
+    assert record["box"] == [0, 0, WIDTH, HEIGHT]
+    assert commands.main(["video", "--demo", "--single", str(clip), str(clip), "--output", str(tmp_path / "b.mp4")]) \
+        == EXIT_ERROR
+    assert "one video input at a time" in capsys.readouterr().err
+
+
+def test_train_takes_a_run_folders_recipe_and_no_progress(tmp_path, monkeypatch):
+    import densevision.engine.launch as launch
+
+    seen = {}
+    monkeypatch.setattr(launch, "run_training", lambda recipe, overrides, **kw: seen.update(recipe=recipe, **kw) or 0)
+    run = make_run(tmp_path, "best")
+    assert commands.main(["train", str(run), "--no-progress"]) == 0
+    assert seen["recipe"] == str(run / RECIPE_FILE) and seen["progress"] is False
+    assert commands.main(["train", "tiramisu56_camvid"]) == 0
+    assert seen["recipe"] == "tiramisu56_camvid" and seen["progress"] is True
