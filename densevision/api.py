@@ -19,8 +19,6 @@ images, flip and scale averaging, people finding) as :mod:`densevision.engine.pr
 from __future__ import annotations
 
 import copy
-import dataclasses
-import difflib
 import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -39,12 +37,7 @@ from densevision.engine.predictor import validate_options
 from densevision.errors import UsageError
 from densevision.recipes import Recipe, load_recipe
 from densevision.registry import TASKS
-
-#: the files a training run folder holds (see densevision.engine.trainer)
-RUN_RECIPE = "recipe.yaml"
-CHECKPOINTS = {"best": "checkpoints/best.keras", "last": "checkpoints/last.keras"}
-#: where built-in recipes live: ``recipes/<name>.yaml`` beside the package (a checkout or an editable install)
-BUILTIN_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+from densevision.runs import ModelSource, resolve_model_source
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
 
@@ -53,66 +46,17 @@ class InputError(UsageError):
     """An input ``predict`` cannot use: the message names the item (its position or path) and what was expected."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """What :func:`load` resolved ``source`` and ``weights`` to."""
-
-    recipe_path: Path
-    weights: Path
-    run_dir: Optional[Path] = None
-
-
 # ------------------------------------------------------------------------------------------------ resolving
 
 
-def builtin_recipe(name: str) -> Path:
-    """``recipes/<name>.yaml`` of the built-in recipes.
-
-    Raises:
-        UsageError: no such recipe, with the closest names.
-    """
-    # A small resolver until the recipes module looks names up itself (the console command's work).
-    path = BUILTIN_RECIPES / f"{name}.yaml"
-    if path.is_file():
-        return path
-    known = sorted(p.stem for p in BUILTIN_RECIPES.glob("*.yaml")) if BUILTIN_RECIPES.is_dir() else []
-    close = difflib.get_close_matches(name, known, n=3)
-    hint = f"; did you mean {' or '.join(close)}?" if close else (f"; built-in recipes: {', '.join(known)}"
-                                                                    if known else "")
-    raise UsageError(f"{name!r} is not a run folder, a recipe file or a built-in recipe name{hint}")
-
-
-def resolve_source(source: Union[str, os.PathLike], weights: Union[str, os.PathLike, None] = None) -> Source:
-    """``source`` (a run folder, a recipe file or a built-in recipe name) and ``weights`` -> recipe and checkpoint.
-
-    A run folder gives its ``recipe.yaml`` (the fully resolved recipe) and, by ``weights``, ``best`` (default),
-    ``last`` or a checkpoint path. A recipe file or name needs ``weights`` as a path.
+def resolve_source(source: Union[str, os.PathLike], weights: Union[str, os.PathLike, None] = None) -> ModelSource:
+    """``source`` (a run folder, a recipe file or a built-in recipe name) and ``weights`` -> recipe and checkpoint,
+    by the rule every command follows (:func:`densevision.runs.resolve_model_source`).
 
     Raises:
         UsageError: naming ``source`` / ``weights`` and what was expected.
     """
-    path = Path(source)
-    if path.is_dir():
-        recipe = path / RUN_RECIPE
-        if not recipe.is_file():
-            raise UsageError(f"{path} is a folder without {RUN_RECIPE}: expected a run folder made by training "
-                             f"(recipe.yaml, checkpoints/best.keras, checkpoints/last.keras)")
-        key = "best" if weights is None else os.fspath(weights)
-        checkpoint = path / CHECKPOINTS[key] if key in CHECKPOINTS else Path(key)
-        if key in CHECKPOINTS and not checkpoint.is_file():
-            raise UsageError(f"run folder {path} has no {CHECKPOINTS[key]} (did its first epoch finish?); "
-                             f"pass weights=PATH to use another checkpoint")
-        return Source(recipe, checkpoint, path)
-    if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
-        recipe = path
-    elif isinstance(source, str) and "/" not in source and os.sep not in source:
-        recipe = builtin_recipe(source)
-    else:
-        raise UsageError(f"{path}: no such run folder or recipe file")
-    if weights is None or os.fspath(weights) in CHECKPOINTS:
-        raise UsageError(f"recipe {recipe}: pass weights=PATH (a .keras or .weights.h5 checkpoint), or load a run "
-                         f"folder, whose checkpoints 'best' and 'last' are found by name")
-    return Source(recipe, Path(weights), None)
+    return resolve_model_source(os.fspath(source), None if weights is None else os.fspath(weights))
 
 
 def load(source: Union[str, os.PathLike], weights: Union[str, os.PathLike, None] = None,
@@ -135,7 +79,7 @@ def load(source: Union[str, os.PathLike], weights: Union[str, os.PathLike, None]
         DensevisionError: a source, recipe or checkpoint that cannot be used (the message names it).
     """
     resolved = resolve_source(source, weights)
-    recipe = load_recipe(resolved.recipe_path, list(overrides), demo=demo)
+    recipe = load_recipe(resolved.recipe, list(overrides), demo=demo)
     if demo:
         recipe = apply_demo(recipe)
     info = prediction_info(recipe)

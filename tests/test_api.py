@@ -112,15 +112,16 @@ def test_bad_inputs_name_the_item_and_what_was_expected(seg, tmp_path):
 
 def test_sources_resolve_run_folders_recipes_and_names(seg, tmp_path):
     run = seg.run
-    assert resolve_source(run).weights == run / "checkpoints" / "best.keras"
-    assert resolve_source(run, "last").weights == run / "checkpoints" / "last.keras"
-    assert resolve_source(run, seg.best).weights == seg.best
-    assert resolve_source("tiramisu56_camvid", "w.keras").recipe_path == ROOT / "recipes" / "tiramisu56_camvid.yaml"
-    with pytest.raises(DensevisionError, match="did you mean tiramisu56_camvid"):
-        resolve_source("tiramisu56_camvd", "w.keras")
-    with pytest.raises(DensevisionError, match="pass weights=PATH"):
+    assert resolve_source(run).weights == str(run / "checkpoints" / "best.keras")
+    assert resolve_source(run, "last").weights == str(run / "checkpoints" / "last.keras")
+    assert resolve_source(run, seg.best).weights == str(seg.best)
+    assert resolve_source(run).recipe == str(run / "recipe.yaml")
+    assert resolve_source("tiramisu56_camvid", "w.keras").recipe == "tiramisu56_camvid"  # a name, found on load
+    with pytest.raises(DensevisionError, match="did you mean.*tiramisu56_camvid"):
+        densevision.load("tiramisu56_camvd", weights="w.keras")
+    with pytest.raises(DensevisionError, match="--weights is required"):
         resolve_source(seg.recipe)
-    with pytest.raises(DensevisionError, match="without recipe.yaml"):
+    with pytest.raises(DensevisionError, match="not a run folder"):
         resolve_source(tmp_path)
     # a recipe with a checkpoint loads too; 'last' of the run folder is the same one-epoch model here
     by_recipe = densevision.load(seg.recipe, weights=seg.best)
