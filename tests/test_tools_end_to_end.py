@@ -504,7 +504,7 @@ def test_pose_video_keeps_frames_size_and_rate(pose, cache, tmp_path):
     for frame in frames:
         [person] = frame["people"]  # --single: the whole frame is the person
         assert person["box"] == [0.0, 0.0, 96.0, 80.0]
-        assert np.array(person["keypoints"]).shape == (3 * COCO_JOINTS,)  # the person record: COCO's flat triplets
+        assert np.array(person["keypoints"]).shape == (COCO_JOINTS, 3)  # the person record: [x, y, score] per joint
 
 
 def numpy_decode(heatmaps: np.ndarray, input_size) -> np.ndarray:

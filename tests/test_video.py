@@ -249,8 +249,8 @@ def test_boxes_file_used_as_given_and_mp4_keeps_count_size_rate(tmp_path):
     assert people[3][1]["score"] == pytest.approx(0.5 * (12 * 0.9 + 2 * 0.25) / 14, abs=1e-4)
     assert people[0][0]["box_score"] == 0.8 and people[3][0]["box_score"] == 1.0 and people[3][0]["track_id"] is None
     # head top is at (x + 0.5 w, y + 0.05 h) of the given box, left knee at (x + 0.6 w, y + 0.75 h)
-    assert people[3][1]["keypoints"][3 * 13:3 * 14] == [115.0, 14.0, 0.9]  # COCO's flat x, y, score triplets
-    assert people[0][0]["keypoints"][3 * 4:3 * 5] == [34.0, 65.0, 0.9]
+    assert people[3][1]["keypoints"][13] == [115.0, 14.0, 0.9]  # [x, y, score] per joint
+    assert people[0][0]["keypoints"][4] == [34.0, 65.0, 0.9]
     assert summary["frames"] == 10 and summary["people"] == 3 and summary["frames_with_people"] == 2
 
 
@@ -519,7 +519,7 @@ def test_command_line_demo_run_and_one_line_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "wrote 6 frame(s)" in out and "6 frame(s), 1 track(s)" in out
     record = json.loads(results.read_text())["frames"][0]["people"][0]
-    assert record["box"] == [0, 0, WIDTH, HEIGHT] and record["track_id"] == 0 and len(record["keypoints"]) == 3 * 14
+    assert record["box"] == [0, 0, WIDTH, HEIGHT] and record["track_id"] == 0 and np.array(record["keypoints"]).shape == (14, 3)
     assert main("--demo", "--single", "--input", str(clip), "--output", str(output), "--no-progress") == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: output {output} already exists; pass --overwrite (overwrite=True) to replace it"]

@@ -340,8 +340,10 @@ def test_pose_person_record_is_the_same_in_predict_and_video():
     [entry] = PoseTask.prediction_record(task, answer, "dir/000123.jpg", (50, 50), None)
     record = person_record([1, 2, 30, 40], 0.8, keypoints)
     assert record == {"track_id": None, "box": [1.0, 2.0, 30.0, 40.0], "box_score": 0.8, "score": 0.6,
-                      "keypoints": [10.0, 20.0, 0.5, 30.0, 40.0, 1.0]}
-    assert {k: entry[k] for k in record} == record
+                      "keypoints": [[10.0, 20.0, 0.5], [30.0, 40.0, 1.0]]}
+    # results.json: the same keys and values, the keypoints in COCO results' flat layout (what loadRes reads)
+    assert {k: entry[k] for k in record if k != "keypoints"} == {k: v for k, v in record.items() if k != "keypoints"}
+    assert entry["keypoints"] == [10.0, 20.0, 0.5, 30.0, 40.0, 1.0]
     assert (entry["image"], entry["image_id"], entry["category_id"], entry["bbox"]) == (
         "dir/000123.jpg", 123, 1, [1.0, 2.0, 30.0, 40.0])
 

@@ -380,13 +380,13 @@ class PoseTask(Task):
                                       self.info.get("link_colors"), boxes=boxes))
 
     def prediction_record(self, answer, relative: str, size, options) -> list[dict[str, Any]]:
-        """One :func:`person_record` per person (the video JSON's record too) with ``image`` (the relative path),
+        """One :func:`person_record` per person (the video JSON's record, keypoints in COCO's flat layout) with ``image`` (the relative path),
         COCO's ``image_id`` (the file name when it is a number, COCO's own images, else -1), ``category_id`` 1 and
         ``bbox`` (the box again, under COCO's name)."""
         stem = Path(relative).stem
         image_id = int(stem) if stem.isdigit() else -1
         return [{"image": relative, "image_id": image_id, "category_id": 1,
-                 **person_record(person["box"], person["score"], person["keypoints"]),
+                 **person_record(person["box"], person["score"], person["keypoints"], coco_layout=True),
                  "bbox": [round(float(v), 2) for v in person["box"]]} for person in answer["people"]]
 
     def finish_predictions(self, records: list, output_dir, options, resume: bool = False) -> list:
@@ -416,26 +416,31 @@ class PoseTask(Task):
         return {"data.root": str(directory), "data.name": "coco_keypoints", "model.num_joints": 17}
 
 
-def person_record(box, box_score: float, keypoints, track_id: Optional[int] = None) -> dict[str, Any]:
-    """The one per-person record of pose results, in ``predict``'s ``results.json`` and the video JSON alike, in
-    COCO's keypoint-results layout (so either file loads with pycocotools' ``loadRes``)::
+def person_record(box, box_score: float, keypoints, track_id: Optional[int] = None,
+                  coco_layout: bool = False) -> dict[str, Any]:
+    """The one per-person record of pose results, in the video JSON, ``predict``'s ``results.json`` and the Python
+    API's answers alike::
 
         {"track_id": int | None,          # the video's track (None in still images)
          "box": [x, y, w, h],             # the person box the pose was estimated in, image pixels
          "box_score": float,              # the person finder's score for it (1.0 for --single / unscored boxes)
          "score": float,                  # box_score x mean joint score (COCO results' person score)
-         "keypoints": [x1, y1, s1, x2, y2, s2, ...]}  # J joints flat (COCO), image pixels, heatmap peaks as s
+         "keypoints": [[x, y, s], ...]}   # J joints, image pixels, heatmap peaks as s
+
+    With ``coco_layout`` (``results.json``) the keypoints are COCO results' flat ``[x1, y1, s1, x2, ...]``, the
+    layout pycocotools' ``loadRes`` and ``COCOeval`` read; the keys are the same.
 
     Args:
         box: ``(4,)`` ``[x, y, w, h]``; box_score: the finder's score; keypoints: ``(J, 3)`` ``[x, y, score]``.
     """
     points = np.asarray(keypoints, np.float64).reshape(-1, 3)
     mean_score = float(points[:, 2].mean()) if len(points) else 0.0
+    rounded = [[round(float(x), 2), round(float(y), 2), round(float(v), 4)] for x, y, v in points]
     return {"track_id": None if track_id is None else int(track_id),
             "box": [round(float(v), 2) for v in np.asarray(box).reshape(4)],
             "box_score": round(float(box_score), 4),
             "score": round(float(box_score) * mean_score, 4),
-            "keypoints": [round(float(v), 4 if i % 3 == 2 else 2) for i, v in enumerate(points.reshape(-1))]}
+            "keypoints": [v for point in rounded for v in point] if coco_layout else rounded}
 
 
 def load_image_boxes(path) -> dict[str, list]:

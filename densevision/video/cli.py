@@ -20,6 +20,7 @@ import numpy as np
 from densevision.data.boxes import load_boxes_file
 from densevision.errors import DensevisionError
 from densevision.files import check_writable_file
+from densevision.runs import is_run_dir, resolve_model_source
 from densevision.commands.video import DEFAULT_DET_EVERY
 from densevision.video.detect import (DetectorUnavailableError, boxes_from_table, frames_beyond, make_person_detector,
                                       whole_frame_finder)
@@ -185,6 +186,9 @@ def _pose_only_options(args: argparse.Namespace) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     recipe_path, input_path = resolve_paths(args)
+    if recipe_path and is_run_dir(recipe_path):  # a run folder: its recipe as trained, its best (or --weights) checkpoint
+        source = resolve_model_source(recipe_path, args.weights, demo=args.demo)
+        recipe_path, args.weights = source.recipe, source.weights
     _check_options(args, recipe_path)
     recipe = None
     if recipe_path:
