@@ -307,7 +307,7 @@ def _prepare_output(path: Path, format: str, overwrite: bool) -> None:
     if format == "keras" and path.suffix != ".keras":
         raise ExportError(f"output {path}: a keras export must end in .keras")
     if path.exists() and not overwrite:
-        raise ExportError(f"output {path} already exists; pass --overwrite (overwrite=True) to replace it")
+        raise ExportError(f"output {path} already exists; pass --overwrite to replace it")
     from densevision.files import check_writable_dir
 
     check_writable_dir(path.parent, what=f"output {path}: its folder", create=True)

@@ -112,7 +112,7 @@ def plan_jobs(task, images: Sequence[tuple[Path, str]], output_dir: Path, option
     run_files = [output_dir / REPORT] + [output_dir / name for name in task.prediction_summary_files(options)]
     # --resume redoes an input whose outputs are incomplete, so its existing files may be replaced too.
     plan_outputs([(str(job.path), out) for job in todo for out in job.outputs] + [("the run", p) for p in run_files],
-                 overwrite=overwrite or resume, hint="pass --overwrite to replace them or --resume to skip them")
+                 overwrite=overwrite or resume, hint="--resume to skip them")
     return todo, done
 
 

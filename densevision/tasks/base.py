@@ -61,6 +61,9 @@ class Task:
     default_loss: str = ""
     #: rank of the model's (last) output including the batch axis, checked against checkpoints
     output_rank: Optional[int] = None
+    #: input size / output size of a rank-4 output (1: a map at the input's size, 4: heatmaps at a quarter of it);
+    #: with ``output_rank`` it tells a checkpoint of another task (a pose model in a segmentation recipe)
+    output_stride: Optional[int] = None
 
     def __init__(self, recipe, info: dict[str, Any]):
         self.recipe = recipe

@@ -49,6 +49,7 @@ class PoseTask(Task):
 
     name = "pose"
     output_rank = 4  # (B, h, w, J) heatmaps
+    output_stride = 4  # heatmaps at a quarter of the crop (every densevision pose model)
     default_loss = "heatmap_mse"
 
     def __init__(self, recipe, info: dict[str, Any]):
