@@ -192,3 +192,22 @@ def test_a_checkpoint_of_another_task_is_named_as_such(task_models):
     check_checkpoint_matches(segmenter, seg_recipe, {"num_classes": 17}, segmenter_path, task=seg_task)
     with pytest.raises(CheckpointError, match="predicts 17 classes, dataset 'camvid' has 11"):
         check_checkpoint_matches(segmenter, seg_recipe, seg_task.info, segmenter_path, task=seg_task)
+
+
+def test_a_saved_lambda_layer_is_refused_naming_it(tmp_path):
+    """Keras' refusal names no layer; the message ended "may be corrupt or need a newer densevision"."""
+    from densevision.engine.checkpoints import CheckpointError, load_checkpoint
+
+    inner_input = keras.Input((None, None, 3))
+    inner = keras.Model(inner_input, keras.layers.Lambda(lambda x: x * 2.0, name="double")(inner_input), name="inner")
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inner(inputs)), name="outer")
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(ValueError, match="Lambda"):  # what Keras says, without the layer's name
+        keras.saving.load_model(path, safe_mode=True, compile=False)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "outer/inner/double (Lambda layer)" in message and "safe_mode=True" in message, message
+    assert "corrupt" not in message and "newer densevision" not in message

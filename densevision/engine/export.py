@@ -57,6 +57,7 @@ import cv2
 import keras
 import tensorflow as tf
 
+from densevision.engine.checkpoints import unsafe_parts
 from densevision.errors import DensevisionError, UsageError
 
 FORMATS = ("saved_model", "keras", "tflite")
@@ -166,33 +167,12 @@ def find_lambda_layers(model: keras.Model) -> list[str]:
 
     ``keras.saving.load_model(..., safe_mode=True)`` refuses those; the paths read ``outer/inner/layer``.
     """
-    found: list[str] = []
-
-    def walk(node, path: tuple[str, ...]):
-        if isinstance(node, dict):
-            config = node.get("config") if isinstance(node.get("config"), dict) else {}
-            name = config.get("name") if isinstance(config.get("name"), str) else None
-            here = path + ((name,) if name and "class_name" in node else ())
-            if node.get("class_name") == "Lambda":
-                found.append(f"{'/'.join(here)} (Lambda layer)")
-                return
-            if node.get("class_name") == "__lambda__":
-                found.append(f"{'/'.join(path)} (a Python lambda in its config)")
-                return
-            for key, value in node.items():
-                if key != "class_name":
-                    walk(value, here)
-        elif isinstance(node, (list, tuple)):
-            for item in node:
-                walk(item, path)
-
     try:
         config = keras.saving.serialize_keras_object(model)
     except Exception as error:  # e.g. a Python lambda as an activation: Keras cannot serialise it at all
         raise ExportError(f"model {model.name!r} cannot be serialised for a .keras file "
                           f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
-    walk(config, ())
-    return found
+    return unsafe_parts(config)
 
 
 def check_keras_safe(model: keras.Model) -> None:
