@@ -606,7 +606,7 @@ def export_command(
     kept for inspection); 2: one ``error: ...`` line on stderr (recipe, checkpoint, options, calibration folder).
     """
     from densevision.engine.checkpoints import load_checkpoint
-    from densevision.recipes import load_recipe
+    from densevision.engine.demo import load_tool_recipe
 
     try:
         if format not in FORMATS:
@@ -620,11 +620,7 @@ def export_command(
         if calibration:
             list_images(calibration)  # fail before the model loads
         _prepare_output(Path(output), format, overwrite)
-        recipe = load_recipe(recipe_path, list(overrides), demo=demo)
-        if demo:
-            from densevision.engine.demo import apply_demo
-
-            recipe = apply_demo(recipe)
+        recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
         model = load_checkpoint(weights, recipe)
         size = tuple(input_size) if input_size else None
         if format == "tflite" and size is None:

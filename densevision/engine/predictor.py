@@ -312,15 +312,11 @@ def predict_command(recipe_path: str, weights: str, inputs: Sequence[str], outpu
     from densevision.engine.checkpoints import load_checkpoint
     from densevision.engine.compat import check_checkpoint_matches
     from densevision.files import check_writable_dir
-    from densevision.recipes import load_recipe
+    from densevision.engine.demo import load_tool_recipe
     from densevision.registry import TASKS
 
     options = options or PredictOptions()
-    recipe = load_recipe(recipe_path, list(overrides), demo=demo)
-    if demo:
-        from densevision.engine.demo import apply_demo
-
-        recipe = apply_demo(recipe)
+    recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
     check_writable_dir(output_dir, create=False)
     problems: list[str] = []
     images = list_images(inputs, recursive=recursive, problems=problems)

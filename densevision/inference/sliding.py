@@ -452,17 +452,13 @@ def sliding_classify_command(
     from densevision.errors import UsageError
     from densevision.files import check_writable_dir, write_json, write_npz, write_png
     from densevision.inference.fully_convolutional import to_fully_convolutional
-    from densevision.recipes import load_recipe
+    from densevision.engine.demo import load_tool_recipe
     from densevision.visualization.segmentation import side_by_side
 
     check_options(k, scales, stride, reduce)
     scales = [float(s) for s in scales]
     check_writable_dir(output, what="--output folder")
-    recipe = load_recipe(recipe_path, overrides=list(overrides), demo=demo)
-    if demo:
-        from densevision.engine.demo import apply_demo
-
-        recipe = apply_demo(recipe)
+    recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
     files = expand_inputs(inputs)
     model = load_classifier(recipe, weights)
     window = tuple(model.inputs[0].shape[1:3])

@@ -100,13 +100,10 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             info, estimate = STICK_FIGURE_INFO, stick_figure_estimator
         else:
-            from densevision.recipes import load_recipe
+            from densevision.engine.demo import load_tool_recipe
 
-            recipe = load_recipe(args.recipe, list(args.overrides), demo=args.demo)
-            if args.demo:  # as the other tools: the demo dataset defines the joints a --demo checkpoint predicts
-                from densevision.engine.demo import apply_demo
-
-                recipe = apply_demo(recipe)
+            # as the other tools: the demo dataset defines the joints a --demo checkpoint predicts; --set wins
+            recipe = load_tool_recipe(args.recipe, list(args.overrides), demo=args.demo)
             estimate = make_estimator(recipe, args.weights, flip_test=args.flip_test)
             info = pose_dataset_info(recipe)
         if args.heatmap:
