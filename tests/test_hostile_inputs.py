@@ -268,3 +268,139 @@ def test_every_set_value_wins_over_demo_in_every_tool(tmp_path, monkeypatch):
     # the rest of --demo still applies: its generated data's dataset and joints, its small crops
     assert seen["predict"].data.name == "coco_keypoints" and seen["predict"].model.kwargs()["num_joints"] == 17
     assert seen["train"].data.kwargs()["input_size"] == [64, 64]
+
+
+# ------------------------------------------------------------------------------- outputs are never inputs
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory):
+    """A tiny random FC-DenseNet (11 classes, CamVid's) saved as .keras, and a recipe for it (CamVid's class
+    names come from the source's describe(): no data needed)."""
+    from densevision.models.tiramisu import fc_densenet
+    from engine_utils import TINY_MODEL, write_recipe
+
+    folder = tmp_path_factory.mktemp("segmenter")
+    keras.utils.set_random_seed(0)
+    options = {key: value for key, value in TINY_MODEL.items() if key != "name"}
+    weights = folder / "tiny.keras"
+    fc_densenet(**options).save(weights)
+    return write_recipe(folder / "tiny.yaml", folder / "no_data_here"), weights
+
+
+def _predict(recipe, weights, inputs, output, **kwargs):
+    from densevision.engine.predictor import PredictOptions, predict_command
+
+    return predict_command(str(recipe), str(weights), [str(i) for i in inputs], str(output), progress=False,
+                           options=PredictOptions(color=True, overlay=True), **kwargs)
+
+
+def test_predicting_into_a_folder_inside_the_input_never_reads_the_outputs(tmp_path, segmenter, capsys):
+    """``--input DIR --output DIR/out --overwrite`` after a first run predicted the first run's outputs
+    ("predicted 6 image(s)", DIR/out/out/..., DIR/out/color/out/color/...)."""
+    recipe, weights = segmenter
+    photos = tmp_path / "photos"
+    for name in ("a.png", "sub/b.jpg"):
+        write_image(photos / name, noise(32, 32))
+    out = photos / "out"
+    assert _predict(recipe, weights, [photos], out) == 0
+    first = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert _predict(recipe, weights, [photos], out, overwrite=True) == 0
+    assert "predicted 2 image(s)" in capsys.readouterr().out
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == first
+    assert not (out / "out").exists() and not (out / "color" / "out").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(report["ok"]) == [str(photos / "a.png"), str(photos / "sub" / "b.jpg")]
+    # the output folder given as an input is skipped, saying why, and nothing else is left: one clear error
+    from densevision.data.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="no image files found"):
+        _predict(recipe, weights, [out], out, overwrite=True)
+    assert "it is in the output folder, whose files are never read as inputs" in capsys.readouterr().err
+
+
+def test_resume_keeps_every_record_of_the_earlier_run(tmp_path, segmenter):
+    """``--resume`` into an earlier run's folder replaced report.json: its ok and failed inputs were gone."""
+    recipe, weights = segmenter
+    first, second, out = tmp_path / "first", tmp_path / "second", tmp_path / "out"
+    write_image(first / "a.png", noise(32, 32))
+    (first / "broken.png").write_bytes(b"not an image")
+    write_image(second / "c.png", noise(32, 32))
+    assert _predict(recipe, weights, [first], out) == 1
+    earlier = json.loads((out / "report.json").read_text())
+    assert earlier["ok"] == [str(first / "a.png")] and [f["path"] for f in earlier["failed"]] == [
+        str(first / "broken.png")]
+    assert _predict(recipe, weights, [second], out, resume=True) == 0  # exit status: this run's inputs
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(report["ok"]) == [str(first / "a.png"), str(second / "c.png")]
+    assert report["failed"] == earlier["failed"]
+    # an input seen again keeps only its newest verdict
+    write_image(first / "broken.png", noise(32, 32))
+    assert _predict(recipe, weights, [first], out, resume=True) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(report["ok"]) == sorted(str(p) for p in (first / "a.png", first / "broken.png", second / "c.png"))
+    assert report["failed"] == []
+
+
+def test_classification_resume_keeps_the_earlier_predictions(tmp_path):
+    from densevision.engine.predictor import PredictOptions, predict_command
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((28, 28, 3)), keras.layers.Rescaling(1 / 255.0),
+                              keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(5)])
+    weights = tmp_path / "classifier.keras"
+    model.save(weights)
+    recipe = ROOT / "recipes" / "resnet50_classify.yaml"
+    overrides = ["model.input_shape=[28,28,3]", "model.num_classes=5", f"data.root={tmp_path / 'absent'}"]
+    write_image(tmp_path / "one" / "a.png", noise(28, 28))
+    write_image(tmp_path / "two" / "b.png", noise(28, 28))
+    out = tmp_path / "out"
+    for folder, resume in (("one", False), ("two", True)):
+        assert predict_command(str(recipe), str(weights), [str(tmp_path / folder)], str(out), overrides=overrides,
+                               progress=False, resume=resume, options=PredictOptions(top_k=2)) == 0
+    predictions = json.loads((out / "predictions.json").read_text())["predictions"]
+    assert [record["path"] for record in predictions] == ["a.png", "b.png"]
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["a.png", "a.png", "b.png", "b.png"]
+
+
+@pytest.fixture(scope="module")
+def window_classifier(tmp_path_factory):
+    """A window-28 classifier of 5 classes with valid convolutions only (its sliding scores are exact per
+    window), and a recipe whose dataset is absent (class names become indices)."""
+    root = tmp_path_factory.mktemp("sliding")
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((28, 28, 3)), keras.layers.Rescaling(1 / 255.0),
+                              keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(2),
+                              keras.layers.Flatten(), keras.layers.Dense(5)])
+    weights = root / "tiny.keras"
+    model.save(weights)
+    recipe = root / "recipe.yaml"
+    config = yaml.safe_load((ROOT / "recipes" / "resnet50_classify.yaml").read_text())
+    config["_base_"] = [str(ROOT / "recipes" / "_base_" / "default_runtime.yaml")]
+    config["data"]["root"] = str(root / "no_dataset_here")
+    recipe.write_text(yaml.safe_dump(config))
+    return recipe, weights, model
+
+
+def test_sliding_skips_a_symlink_loop_like_predict_and_never_reads_its_outputs(tmp_path, window_classifier, capsys):
+    """sliding_classify refused the whole folder for one symbolic-link loop (predict skips the entry); and with
+    --output inside the input folder a second run read the first run's heat maps."""
+    from densevision.inference.sliding import sliding_classify_command
+
+    recipe, weights, _ = window_classifier
+    images = tmp_path / "images"
+    write_image(images / "a.png", noise(40, 40))
+    (images / "loop").symlink_to(images, target_is_directory=True)
+    out = images / "out"
+    run = lambda **kwargs: sliding_classify_command(str(recipe), str(weights), [str(images)], output=str(out),  # noqa: E731
+                                                    progress=False, **kwargs)
+    assert run() == 1  # one entry skipped, the rest done
+    assert f"warning: skipped {images / 'loop'}: symbolic link loop" in capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert [entry["relative"] for entry in results["images"]] == ["a.png"]
+    assert [failure["image"] for failure in results["failures"]] == [str(images / "loop")]
+    assert run(overwrite=True) == 1
+    results = json.loads((out / "results.json").read_text())
+    assert [entry["relative"] for entry in results["images"]] == ["a.png"], "the first run's heat map was read"

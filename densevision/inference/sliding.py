@@ -272,14 +272,17 @@ def overlay_heatmap(
 # --------------------------------------------------------------------------------- the tool's command
 
 
-def expand_inputs(inputs: Sequence[str], recursive: bool = True) -> list:
-    """Image files from files, folders (walked recursively) and glob patterns: ``[(path, relative path)]``.
+def expand_inputs(inputs: Sequence[str], recursive: bool = True, exclude: Sequence[str] = ()) -> tuple[list, list]:
+    """Image files from files, folders (walked recursively) and glob patterns, through the input walker every tool
+    shares (:func:`densevision.data.io.find_inputs`): ``([(path, relative path)], [{"path", "error"}] skipped)``;
+    an unusable entry (a symbolic link loop) is skipped with a warning, never the whole folder.
 
-    See :func:`densevision.data.io.list_images` (raises ``DatasetError`` naming every bad input).
+    Raises:
+        DatasetError: no image file at all.
     """
-    from densevision.data.io import list_images
+    from densevision.data.io import find_inputs
 
-    return list_images(inputs, recursive=recursive)
+    return find_inputs(inputs, recursive=recursive, exclude=exclude)
 
 
 def load_classifier(recipe, weights: str) -> keras.Model:
@@ -428,9 +431,10 @@ def sliding_classify_command(
     classes per image.
 
     Every output is planned before the first image: existing files are refused unless ``overwrite``, two inputs
-    that would write the same file are refused. An image that cannot be read or is smaller than the window is
-    skipped with a warning and listed under ``"failures"`` in ``results.json``, which is always written (also
-    when the run is interrupted: ``"complete": false``).
+    that would write the same file are refused. An image that cannot be read or is smaller than the window, and an
+    input entry that cannot be used (a symbolic link loop, a broken link) are skipped with a warning and listed
+    under ``"failures"`` in ``results.json``, which is always written (also when the run is interrupted:
+    ``"complete": false``). Files in the output folder are never read as inputs.
 
     Returns:
         0, or 1 if an image was skipped.
@@ -459,7 +463,7 @@ def sliding_classify_command(
     scales = [float(s) for s in scales]
     check_writable_dir(output, what="--output folder")
     recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
-    files = expand_inputs(inputs)
+    files, skipped = expand_inputs(inputs, exclude=[output])
     model = load_classifier(recipe, weights)
     window = tuple(model.inputs[0].shape[1:3])
     if None in window:
@@ -482,7 +486,8 @@ def sliding_classify_command(
     print(f"window {window[0]}x{window[1]}, network stride {net_stride[0]}, sliding stride {stride}, "
           f"scales {scales}, reduce {reduce}, {len(files)} image(s) -> {out_dir}")
 
-    results, failures = [], []
+    results = []
+    failures = [{"image": item["path"], "relative": None, "error": item["error"]} for item in skipped]
     summary = {"recipe": str(recipe_path), "weights": str(weights), "window": list(window), "stride": stride,
                "scales": scales, "reduce": reduce, "class_names": class_names, "complete": False,
                "images": results, "failures": failures}
@@ -514,6 +519,6 @@ def sliding_classify_command(
     finally:  # partial results are results too: written even when a later image or Ctrl-C stops the run
         write_json(results_path, summary)
     if failures:
-        print(f"{len(failures)} of {len(rows)} image(s) skipped (listed under 'failures' in {results_path})",
-              file=sys.stderr)
+        print(f"{len(failures)} of {len(rows) + len(skipped)} input(s) skipped (listed under 'failures' in "
+              f"{results_path})", file=sys.stderr)
     return 1 if failures else 0
