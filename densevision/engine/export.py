@@ -66,6 +66,9 @@ PARITY_TOLERANCE = {"saved_model": 1e-5, "keras": 0.0, "tflite": 1e-4}
 METADATA_FILE = "assets.extra/densevision.json"
 EXIT_USAGE_ERROR = 2
 EXIT_PARITY_FAILED = 1
+#: fewest readable calibration images an int8 export accepts: the parity check compares 4 of them, and quantisation
+#: ranges from fewer would be guesses
+MIN_CALIBRATION_IMAGES = 4
 
 
 class ExportError(UsageError):
@@ -189,14 +192,16 @@ def check_keras_safe(model: keras.Model) -> None:
 # -------------------------------------------------------------------------------------------------- images
 
 
-def list_images(directory: str | os.PathLike, what: str = "calibration") -> list[Path]:
-    """Image files directly in ``directory``, sorted; :class:`ExportError` if it is missing or has none."""
+def list_images(directory: str | os.PathLike, what: str = "calibration", exclude: Sequence[str | os.PathLike] = ()
+                ) -> list[Path]:
+    """Image files directly in ``directory`` (never in ``exclude``: the export's own output), sorted;
+    :class:`ExportError` if it is missing or has none."""
     from densevision.data.io import IMAGE_EXTENSIONS, list_images as find_images
 
     directory = Path(directory)
     if not directory.is_dir():
         raise ExportError(f"{what} folder {directory} does not exist (or is not a folder)")
-    images = [path for path, _ in find_images([directory], recursive=False, problems=[])]
+    images = [path for path, _ in find_images([directory], recursive=False, problems=[], exclude=exclude)]
     if not images:
         raise ExportError(f"{what} folder {directory} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return images
@@ -219,9 +224,47 @@ def read_resized_array(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def load_calibration_images(directory: str | os.PathLike, input_size: Sequence[int], limit: int = 100) -> np.ndarray:
-    """Up to ``limit`` images of ``directory`` resized to ``input_size``: uint8 ``(N, H, W, 3)``."""
-    paths = list_images(directory)[: max(1, int(limit))]
+def calibration_paths(directory: str | os.PathLike, limit: int = 100, exclude: Sequence[str | os.PathLike] = ()
+                      ) -> list[Path]:
+    """Up to ``limit`` images of ``directory`` that decode (each read once, in name order): a file that does not is
+    skipped with a warning naming it; checked before the model loads.
+
+    Raises:
+        ExportError: the folder is missing or has no image file, or fewer than :data:`MIN_CALIBRATION_IMAGES`
+            images decode (the message says how many are needed and which files were skipped).
+    """
+    from densevision.data.errors import ImageReadError
+    from densevision.data.io import read_image
+
+    candidates = list_images(directory, exclude=exclude)
+    limit = max(1, int(limit))
+    good: list[Path] = []
+    skipped: list[str] = []
+    for path in candidates:
+        if len(good) == limit:
+            break
+        try:
+            read_image(path)
+        except ImageReadError as error:
+            print(f"warning: skipped calibration image {path}: {error.reason}", file=sys.stderr)
+            skipped.append(f"{path.name} ({error.reason})")
+            continue
+        good.append(path)
+    needed = min(MIN_CALIBRATION_IMAGES, limit)
+    if len(good) < needed:
+        listed = f"; skipped {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}" if skipped else ""
+        raise ExportError(f"calibration folder {directory}: {len(good)} readable image(s), int8 calibration needs at "
+                          f"least {needed}{listed}; add representative images")
+    if skipped:
+        print(f"note: calibrating on {len(good)} image(s); {len(skipped)} unreadable file(s) skipped", file=sys.stderr)
+    return good
+
+
+def load_calibration_images(directory: str | os.PathLike, input_size: Sequence[int], limit: int = 100,
+                            paths: Optional[Sequence[Path]] = None) -> np.ndarray:
+    """Up to ``limit`` readable images of ``directory`` (or the given ``paths``, from :func:`calibration_paths`)
+    resized to ``input_size``: uint8 ``(N, H, W, 3)``."""
+    paths = calibration_paths(directory, limit) if paths is None else paths
     return np.stack([read_resized(path, input_size) for path in paths])
 
 
@@ -617,8 +660,8 @@ def export_command(
             raise ExportError("--int8 needs --calibration DIR: a folder of representative images")
         if calibration and not int8:
             raise ExportError("--calibration is only used with --int8")
-        if calibration:
-            list_images(calibration)  # fail before the model loads
+        # read once before the model loads: an unreadable file is skipped, too few readable ones refused
+        calibration_files = calibration_paths(calibration, calibration_limit, exclude=[output]) if calibration else None
         _prepare_output(Path(output), format, overwrite)
         recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
         model = load_checkpoint(weights, recipe)
@@ -634,7 +677,8 @@ def export_command(
         from densevision.engine.compat import check_checkpoint_matches
 
         check_checkpoint_matches(model, recipe, task.info, weights, task=task)
-        calibration_images = load_calibration_images(calibration, size, calibration_limit) if int8 else None
+        calibration_images = (load_calibration_images(calibration, size, paths=calibration_files) if int8
+                              else None)
         report = export_model(model, output, format, task, input_size=size,
                               calibration_images=calibration_images, overwrite=overwrite,
                               metadata={"recipe": recipe.name, "checkpoint": str(weights)})
