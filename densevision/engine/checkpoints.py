@@ -22,6 +22,16 @@ class CheckpointError(DensevisionError, RuntimeError):
     """A checkpoint or run folder that cannot be written or read; the message names the file."""
 
 
+def finished_run_error(run_dir: str | os.PathLike, epochs_done: int, epochs: int) -> CheckpointError:
+    """The error for ``--resume`` of a run that has trained all of its ``train.epochs``: it says so and how to
+    train longer (resuming with a larger ``train.epochs``)."""
+    return CheckpointError(
+        f"cannot resume {run_dir}: the run already finished its {epochs} epoch(s) (train.epochs is {epochs}"
+        + (f", its checkpoint is at epoch {epochs_done}" if epochs_done != epochs else "")
+        + f"); to train longer, resume with more epochs: tools/train.py --resume {run_dir} --set "
+        f"train.epochs={max(epochs, epochs_done) * 2}")
+
+
 def new_run_dir(output_dir: str | os.PathLike, recipe_name: str) -> Path:
     """Create ``<output_dir>/<recipe_name>/<timestamp>/`` and return it; never reuses an existing folder."""
     parent = Path(output_dir) / recipe_name
