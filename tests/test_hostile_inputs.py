@@ -470,3 +470,51 @@ def test_resuming_a_finished_run_says_it_finished_and_how_to_train_longer(tmp_pa
     assert message == (f"cannot resume {run}: the run already finished its 1 epoch(s) (train.epochs is 1); to train "
                        f"longer, resume with more epochs: tools/train.py --resume {run} --set train.epochs=2")
     assert "epoch 2/1" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------- sliding memory
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_tiled_sliding_scores_equal_one_pass(padding):
+    """Large images are scored in tiles (memory bounded by the tile): the same map as one pass, cell for cell."""
+    from densevision.inference.fully_convolutional import to_fully_convolutional
+    from densevision.inference.sliding import dense_scores, map_size, network_stride, tiled_scores
+
+    keras.utils.set_random_seed(5)
+    classifier = keras.Sequential([
+        keras.Input((28, 28, 3)), keras.layers.Rescaling(1 / 255.0),
+        keras.layers.Conv2D(6, 3, padding=padding, activation="relu"), keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(6, 3, padding=padding, activation="relu"), keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(), keras.layers.Dense(4)])
+    fc = to_fully_convolutional(classifier)
+    assert network_stride(fc, 28) == (4, 4)
+    image = noise(102, 127)  # not a whole number of strides past the last window: a pass sees those pixels too
+    whole = dense_scores(fc, image, 28, 2, (4, 4))  # stride 2: four shifted passes
+    assert whole.shape == (1, *map_size((102, 127), 28, 2), 4) == (1, 38, 50, 4)
+    tiled = tiled_scores(fc, image, 28, 2, (4, 4), max_pixels=80 * 80)  # 4 x 5 tiles of 80x80 pixels at most
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-5)
+    if padding == "valid":  # the first window is the classifier on the top-left crop (an independent reference)
+        np.testing.assert_allclose(whole[0, 0, 0], classifier(image[None, :28, :28].astype(np.float32))[0],
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_sliding_classify_tiles_large_images_by_default(tmp_path, window_classifier, monkeypatch):
+    """sliding_classify scored a whole 4000x3000 photo in one pass (about 9 GB through VGG16): every forward pass
+    must now stay within the pixel budget."""
+    from densevision.inference import sliding
+
+    recipe, weights, _ = window_classifier
+    seen = []
+    real = sliding.dense_scores
+
+    def spy(fc_model, images, *args, **kwargs):
+        seen.append(np.asarray(images).shape[-3] * np.asarray(images).shape[-2])
+        return real(fc_model, images, *args, **kwargs)
+
+    monkeypatch.setattr(sliding, "dense_scores", spy)
+    write_image(tmp_path / "big.png", noise(160, 240))
+    assert sliding.sliding_classify_command(str(recipe), str(weights), [str(tmp_path / "big.png")],
+                                            output=str(tmp_path / "out"), progress=False,
+                                            max_pixels=100 * 100) == 0
+    assert seen and max(seen[1:]) <= 100 * 100, seen  # the first call is the whole image, handed to the tiles

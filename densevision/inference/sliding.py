@@ -27,6 +27,9 @@ import keras
 import tensorflow as tf
 
 _FORWARD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: images with more pixels are scored in tiles (as ``tools/predict.py`` does), so memory follows the tile, not the
+#: image: a 4000x3000 photo through VGG16 needs about 9 GB in one pass
+DEFAULT_MAX_PIXELS = 2048 * 2048
 
 
 def _forward(model: keras.Model):
@@ -105,6 +108,7 @@ def dense_scores(
     window,
     stride=None,
     net_stride=None,
+    max_pixels: Optional[int] = None,
 ) -> np.ndarray:
     """Scores of every window of ``images`` at ``stride``, from shifted passes of ``fc_model``.
 
@@ -115,6 +119,8 @@ def dense_scores(
         stride: offset between neighbouring windows, a divisor of the network stride ``T``; default ``T``
             (one pass). ``T / 2`` takes 4 passes, ``T / 4`` 16.
         net_stride: ``T``; inferred with :func:`network_stride` when ``None``.
+        max_pixels: above this many pixels per image, the map is computed tile by tile (:func:`tiled_scores`:
+            memory bounded by the tile); ``None``: one pass whatever the size.
 
     Returns:
         ``(B, rows, cols, K)`` with ``rows = (H - S) // stride + 1``; cell ``(i, j)`` scores the window with
@@ -130,6 +136,8 @@ def dense_scores(
     height, width = images.shape[1:3]
     if height < window[0] or width < window[1]:
         raise ValueError(f"image of {height}x{width} pixels is smaller than the {window[0]}x{window[1]} window")
+    if max_pixels is not None and height * width > max_pixels:
+        return tiled_scores(fc_model, images, window, stride, net_stride, max_pixels)
     rows, cols = map_size((height, width), window, stride)
     steps = (net_stride[0] // stride[0], net_stride[1] // stride[1])  # passes per axis
     forward = _forward(fc_model)
@@ -155,6 +163,50 @@ def dense_scores(
     return result
 
 
+def _tile_ranges(cells: int, core: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """``(first, stop)`` cells each tile computes (its core widened by ``halo`` cells of context on each side, within
+    the map) and the ``(start, stop)`` of the core it keeps, covering ``range(cells)``."""
+    return [(max(0, start - halo), min(cells, start + core + halo), start, min(cells, start + core))
+            for start in range(0, cells, core)]
+
+
+def tiled_scores(fc_model: keras.Model, images, window, stride, net_stride, max_pixels: int) -> np.ndarray:
+    """:func:`dense_scores` in tiles of at most about ``max_pixels`` pixels: the same ``(B, rows, cols, K)`` map.
+
+    Each tile is an image crop holding whole windows: a core of cells plus a context margin of ``ceil(S / 2T) * T``
+    pixels on each side (at least a window's half, so the features of every kept window see what they see in one
+    pass: exact for a network whose receptive fields stay within that margin; a network with only 'valid'
+    convolutions is exact for any margin). Crops start at multiples of the stride, so each window falls on the
+    same pooling grid as in one pass.
+    """
+    images = _as_batch(images)
+    window, stride, net_stride = _pair(window, "window"), _pair(stride, "stride"), _pair(net_stride, "net_stride")
+    rows, cols = map_size(images.shape[1:3], window, stride)
+    steps = [t // s for s, t in zip(stride, net_stride)]
+    side = max(1, int(max_pixels ** 0.5))
+    ranges = []
+    for axis, cells in enumerate((rows, cols)):
+        halo_pixels = -(-window[axis] // (2 * net_stride[axis])) * net_stride[axis]
+        halo = halo_pixels // stride[axis]
+        core = (side - window[axis] - 2 * halo_pixels) // stride[axis] + 1
+        core = max(steps[axis], core // steps[axis] * steps[axis])  # whole passes: a tile is never under a window
+        ranges.append(_tile_ranges(cells, core, halo))
+    result = None
+    height, width = images.shape[1:3]
+    for row_first, row_stop, row_start, row_end in ranges[0]:
+        for col_first, col_stop, col_start, col_end in ranges[1]:
+            # a last tile keeps the image's few pixels past its last window: one pass sees them too
+            bottom = height if row_stop == rows else (row_stop - 1) * stride[0] + window[0]
+            right = width if col_stop == cols else (col_stop - 1) * stride[1] + window[1]
+            crop = images[:, row_first * stride[0]: bottom, col_first * stride[1]: right]
+            scores = dense_scores(fc_model, crop, window, stride, net_stride)
+            if result is None:
+                result = np.empty((len(images), rows, cols, scores.shape[-1]), scores.dtype)
+            result[:, row_start:row_end, col_start:col_end] = scores[
+                :, row_start - row_first: row_end - row_first, col_start - col_first: col_end - col_first]
+    return result
+
+
 def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
     """``(H, W, 3)`` -> ``(round(H * scale), round(W * scale), 3)`` (area averaging down, bilinear up)."""
     height, width = image.shape[:2]
@@ -164,9 +216,11 @@ def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 def multiscale_scores(
-    fc_model: keras.Model, image, window, scales: Sequence[float] = (1.0,), stride=None, net_stride=None
+    fc_model: keras.Model, image, window, scales: Sequence[float] = (1.0,), stride=None, net_stride=None,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
 ) -> list[np.ndarray]:
-    """Score maps of one image resized by each of ``scales``: a list of ``(rows_k, cols_k, K)`` arrays.
+    """Score maps of one image resized by each of ``scales``: a list of ``(rows_k, cols_k, K)`` arrays; an image
+    (at a scale) above ``max_pixels`` pixels is scored in tiles (see :func:`tiled_scores`).
 
     Raises ``ValueError`` naming the scale if a resized image is smaller than the window.
     """
@@ -185,7 +239,7 @@ def multiscale_scores(
                 f"scale {scale}: the {image.shape[0]}x{image.shape[1]} image becomes {resized.shape[0]}x"
                 f"{resized.shape[1]}, smaller than the {window[0]}x{window[1]} window"
             )
-        maps.append(dense_scores(fc_model, resized, window, stride, net_stride)[0])
+        maps.append(dense_scores(fc_model, resized, window, stride, net_stride, max_pixels=max_pixels)[0])
     return maps
 
 
@@ -421,6 +475,7 @@ def sliding_classify_command(
     conv_bands: Optional[str] = "auto-cpu",
     progress: bool = True,
     overwrite: bool = False,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
 ) -> int:
     """``tools/sliding_classify.py``: dense class-score maps, image-level top-k and heat-map overlays.
 
@@ -429,6 +484,9 @@ def sliding_classify_command(
     image beside the heat map of the chosen class, default the image's top-1) and ``output/sub/a.jpg_scores.npz``
     (one ``(rows, cols, K)`` logit map per scale), and ``output/results.json`` for all images; prints the top-k
     classes per image.
+
+    Images above ``max_pixels`` pixels (at a scale) are scored in tiles, bounding memory as ``tools/predict.py``
+    does (``None``: one pass).
 
     Every output is planned before the first image: existing files are refused unless ``overwrite``, two inputs
     that would write the same file are refused. An image that cannot be read or is smaller than the window, and an
@@ -495,7 +553,7 @@ def sliding_classify_command(
         for path, relative, npz_path, base in tqdm(rows, desc="sliding", unit="image", disable=not progress):
             try:
                 image = read_image(path)
-                maps = multiscale_scores(fc_model, image, window, scales, stride, net_stride)
+                maps = multiscale_scores(fc_model, image, window, scales, stride, net_stride, max_pixels=max_pixels)
             except (ImageReadError, ValueError) as error:  # unreadable, or smaller than the window
                 reason = error.reason if isinstance(error, ImageReadError) else str(error)
                 tqdm.write(f"warning: {path}: skipped: {reason}", file=sys.stderr)
