@@ -11,7 +11,6 @@ import json
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import yaml
@@ -21,27 +20,10 @@ import keras
 
 from densevision.data.augment import build_augmentation
 
+# the generated-file helpers and the private cache (an autouse fixture) of the robustness tests, part 1
+from test_robustness import noise, private_cache, sliding_setup, write_image  # noqa: E402,F401
+
 ROOT = Path(__file__).resolve().parents[1]
-RNG = np.random.default_rng(15)
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    """Demo data, verification verdicts and error logs of these tests go to a fresh folder."""
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("DENSEVISION_CACHE", str(cache))
-    monkeypatch.delenv("DENSEVISION_DEBUG", raising=False)
-    return cache
-
-
-def noise(height=24, width=32) -> np.ndarray:
-    return RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def write_image(path: Path, image: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    return path
 
 
 # ------------------------------------------------------------------------------------------- augmentation
@@ -365,37 +347,21 @@ def test_classification_resume_keeps_the_earlier_predictions(tmp_path):
     assert [row.split(",")[0] for row in rows[1:]] == ["a.png", "a.png", "b.png", "b.png"]
 
 
-@pytest.fixture(scope="module")
-def window_classifier(tmp_path_factory):
-    """A window-28 classifier of 5 classes with valid convolutions only (its sliding scores are exact per
-    window), and a recipe whose dataset is absent (class names become indices)."""
-    root = tmp_path_factory.mktemp("sliding")
-    keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((28, 28, 3)), keras.layers.Rescaling(1 / 255.0),
-                              keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(2),
-                              keras.layers.Flatten(), keras.layers.Dense(5)])
-    weights = root / "tiny.keras"
-    model.save(weights)
-    recipe = root / "recipe.yaml"
-    config = yaml.safe_load((ROOT / "recipes" / "resnet50_classify.yaml").read_text())
-    config["_base_"] = [str(ROOT / "recipes" / "_base_" / "default_runtime.yaml")]
-    config["data"]["root"] = str(root / "no_dataset_here")
-    recipe.write_text(yaml.safe_dump(config))
-    return recipe, weights, model
-
-
-def test_sliding_skips_a_symlink_loop_like_predict_and_never_reads_its_outputs(tmp_path, window_classifier, capsys):
+def test_sliding_skips_a_symlink_loop_like_predict_and_never_reads_its_outputs(tmp_path, sliding_setup, capsys):
     """sliding_classify refused the whole folder for one symbolic-link loop (predict skips the entry); and with
     --output inside the input folder a second run read the first run's heat maps."""
     from densevision.inference.sliding import sliding_classify_command
 
-    recipe, weights, _ = window_classifier
+    recipe, weights = sliding_setup
     images = tmp_path / "images"
     write_image(images / "a.png", noise(40, 40))
     (images / "loop").symlink_to(images, target_is_directory=True)
     out = images / "out"
-    run = lambda **kwargs: sliding_classify_command(str(recipe), str(weights), [str(images)], output=str(out),  # noqa: E731
-                                                    progress=False, **kwargs)
+
+    def run(**kwargs):
+        return sliding_classify_command(str(recipe), str(weights), [str(images)], output=str(out), progress=False,
+                                        **kwargs)
+
     assert run() == 1  # one entry skipped, the rest done
     assert f"warning: skipped {images / 'loop'}: symbolic link loop" in capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
@@ -499,12 +465,12 @@ def test_tiled_sliding_scores_equal_one_pass(padding):
                                    rtol=1e-5, atol=1e-5)
 
 
-def test_sliding_classify_tiles_large_images_by_default(tmp_path, window_classifier, monkeypatch):
+def test_sliding_classify_tiles_large_images_by_default(tmp_path, sliding_setup, monkeypatch):
     """sliding_classify scored a whole 4000x3000 photo in one pass (about 9 GB through VGG16): every forward pass
     must now stay within the pixel budget."""
     from densevision.inference import sliding
 
-    recipe, weights, _ = window_classifier
+    recipe, weights = sliding_setup
     seen = []
     real = sliding.dense_scores
 

@@ -67,7 +67,8 @@ class ImageFolder:
             image_size = [int(v) for v in image_size]
         self.image_size = image_size
         if not self.root.is_dir():
-            raise DatasetError(f"{where}: {not_a_folder(self.root, 'root folder')}; expected root/<split>/<class>/<image files>")
+            raise DatasetError(f"{where}: {not_a_folder(self.root, 'root folder')}; "
+                               f"expected root/<split>/<class>/<image files>")
         split_dir = self.root / split
         if not split_dir.is_dir():
             splits = _class_folders(self.root)
