@@ -445,7 +445,7 @@ def test_resuming_a_finished_run_says_it_finished_and_how_to_train_longer(tmp_pa
 def test_tiled_sliding_scores_equal_one_pass(padding):
     """Large images are scored in tiles (memory bounded by the tile): the same map as one pass, cell for cell."""
     from densevision.inference.fully_convolutional import to_fully_convolutional
-    from densevision.inference.sliding import dense_scores, map_size, network_stride, tiled_scores
+    from densevision.inference.sliding import context_margin, dense_scores, map_size, network_stride, tiled_scores
 
     keras.utils.set_random_seed(5)
     classifier = keras.Sequential([
@@ -455,6 +455,8 @@ def test_tiled_sliding_scores_equal_one_pass(padding):
         keras.layers.Flatten(), keras.layers.Dense(4)])
     fc = to_fully_convolutional(classifier)
     assert network_stride(fc, 28) == (4, 4)
+    # receptive field 3 -> 4 (pool) -> 8 -> 10 pixels: half of it (4.5) rounded up to whole strides of 4
+    assert context_margin(fc, 28, 4) == (8, 8)
     image = noise(102, 127)  # not a whole number of strides past the last window: a pass sees those pixels too
     whole = dense_scores(fc, image, 28, 2, (4, 4))  # stride 2: four shifted passes
     assert whole.shape == (1, *map_size((102, 127), 28, 2), 4) == (1, 38, 50, 4)

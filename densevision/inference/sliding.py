@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 import weakref
 from typing import Literal, Optional, Sequence
 
@@ -26,10 +27,13 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from densevision.analysis.layer_table import layer_table
+
 _FORWARD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_MARGIN_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 #: images with more pixels are scored in tiles (as ``tools/predict.py`` does), so memory follows the tile, not the
 #: image: a 4000x3000 photo through VGG16 needs about 9 GB in one pass
-DEFAULT_MAX_PIXELS = 2048 * 2048
+DEFAULT_MAX_PIXELS = 1280 * 1280
 
 
 def _forward(model: keras.Model):
@@ -93,13 +97,14 @@ def map_size(image_size, window, stride) -> tuple[int, int]:
     return (height - win_h) // s_h + 1, (width - win_w) // s_w + 1
 
 
-def _as_batch(images) -> np.ndarray:
+def _as_batch(images, dtype=np.float32) -> np.ndarray:
+    """``(B, H, W, 3)`` of ``dtype`` (``None``: as given, e.g. uint8 kept until a tile is cut)."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected RGB images (H, W, 3) or (B, H, W, 3), got shape {images.shape}")
-    return images.astype(np.float32, copy=False)
+    return images if dtype is None else images.astype(dtype, copy=False)
 
 
 def dense_scores(
@@ -126,7 +131,7 @@ def dense_scores(
         ``(B, rows, cols, K)`` with ``rows = (H - S) // stride + 1``; cell ``(i, j)`` scores the window with
         top-left pixel ``(i * stride, j * stride)``.
     """
-    images = _as_batch(images)
+    images = _as_batch(images, dtype=None)  # converted to float32 per pass (or per tile), not whole
     window = _pair(window, "window")
     net_stride = network_stride(fc_model, window) if net_stride is None else _pair(net_stride, "net_stride")
     stride = net_stride if stride is None else _pair(stride, "stride")
@@ -148,7 +153,7 @@ def dense_scores(
             want_cols = len(range(first_col, cols, steps[1]))
             if not want_rows or not want_cols:
                 continue
-            shifted = images[:, first_row * stride[0] :, first_col * stride[1] :]
+            shifted = images[:, first_row * stride[0] :, first_col * stride[1] :].astype(np.float32, copy=False)
             scores = np.asarray(forward(tf.constant(shifted)))
             if scores.ndim != 4:
                 raise ValueError(f"expected a (B, rows, cols, K) score map from the model, got shape {scores.shape}")
@@ -170,23 +175,41 @@ def _tile_ranges(cells: int, core: int, halo: int) -> list[tuple[int, int, int, 
             for start in range(0, cells, core)]
 
 
+def context_margin(fc_model: keras.Model, window, net_stride) -> tuple[int, int]:
+    """Pixels of context a tile keeps on each side of its windows: half the receptive field of the network's
+    features, rounded up to whole network strides (VGG16: a 212-pixel field -> 128 pixels), so every feature a
+    kept window uses sees what it sees in one pass; the window's size when the field cannot be measured."""
+    window, net_stride = _pair(window, "window"), _pair(net_stride, "net_stride")
+    margin = _MARGIN_CACHE.get(fc_model)
+    if margin is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # multiply-adds of converted layers are unknown: not needed here
+                field = layer_table(fc_model, (*window, fc_model.inputs[0].shape[-1]))["layers"][-1]["receptive_field"]
+            field = _pair(field, "receptive field")
+        except Exception:  # noqa: BLE001 - a layer the table cannot follow: a whole window of context is safe
+            field = (2 * window[0] + 1, 2 * window[1] + 1)
+        margin = tuple(-(-(f - 1) // (2 * t)) * t for f, t in zip(field, net_stride))
+        _MARGIN_CACHE[fc_model] = margin
+    return margin
+
+
 def tiled_scores(fc_model: keras.Model, images, window, stride, net_stride, max_pixels: int) -> np.ndarray:
     """:func:`dense_scores` in tiles of at most about ``max_pixels`` pixels: the same ``(B, rows, cols, K)`` map.
 
-    Each tile is an image crop holding whole windows: a core of cells plus a context margin of ``ceil(S / 2T) * T``
-    pixels on each side (at least a window's half, so the features of every kept window see what they see in one
-    pass: exact for a network whose receptive fields stay within that margin; a network with only 'valid'
-    convolutions is exact for any margin). Crops start at multiples of the stride, so each window falls on the
-    same pooling grid as in one pass.
+    Each tile is an image crop holding whole windows: a core of cells plus :func:`context_margin` pixels on each
+    side, so the features of every kept window see what they see in one pass. Crops start at multiples of the
+    stride, so each window falls on the same pooling grid as in one pass.
     """
-    images = _as_batch(images)
+    images = _as_batch(images, dtype=None)
     window, stride, net_stride = _pair(window, "window"), _pair(stride, "stride"), _pair(net_stride, "net_stride")
     rows, cols = map_size(images.shape[1:3], window, stride)
     steps = [t // s for s, t in zip(stride, net_stride)]
     side = max(1, int(max_pixels ** 0.5))
     ranges = []
+    margins = context_margin(fc_model, window, net_stride)
     for axis, cells in enumerate((rows, cols)):
-        halo_pixels = -(-window[axis] // (2 * net_stride[axis])) * net_stride[axis]
+        halo_pixels = margins[axis]
         halo = halo_pixels // stride[axis]
         core = (side - window[axis] - 2 * halo_pixels) // stride[axis] + 1
         core = max(steps[axis], core // steps[axis] * steps[axis])  # whole passes: a tile is never under a window
