@@ -270,7 +270,10 @@ def check_writable_dir(path: PathLike, what: str = "output folder", create: bool
         os.remove(probe)
     except OSError as error:
         where = "" if existing == path else f" (in {existing}, where it would be created)"
-        raise OutputError(f"{what} {path} is not writable{where}: {describe_os_error(error)}") from None
+        # ENOENT inside a folder that exists: a virtual file system (/proc) that has no room for new files
+        reason = ("no file can be created there (a system folder such as /proc, not a folder on a disk)"
+                  if error.errno == errno.ENOENT else describe_os_error(error))
+        raise OutputError(f"{what} {path} is not writable{where}: {reason}") from None
     return path
 
 

@@ -470,6 +470,17 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     return validate_recipe(merged, source=str(path))
 
 
+def override_recipe(recipe: Recipe, overrides: list[str] | tuple[str, ...], origin: str = "--set") -> Recipe:
+    """``recipe`` with dotted ``KEY=VALUE`` overrides applied and validated again (as :func:`load_recipe` applies
+    them): used to make command-line values win over what was applied after loading (the demo data location)."""
+    if not overrides:
+        return recipe
+    merged = _merge(recipe.to_dict(), parse_overrides(list(overrides), origin), origin)
+    source = recipe.source or "<recipe>"
+    merged["source"] = recipe.source
+    return validate_recipe(merged, source=source)
+
+
 def _yaml_scalar(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 

@@ -522,7 +522,7 @@ def test_command_line_demo_run_and_one_line_errors(tmp_path, capsys):
     assert record["box"] == [0, 0, WIDTH, HEIGHT] and record["track_id"] == 0 and np.array(record["keypoints"]).shape == (14, 3)
     assert main("--demo", "--single", "--input", str(clip), "--output", str(output), "--no-progress") == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"error: output {output} already exists; pass --overwrite (overwrite=True) to replace it"]
+        f"error: output {output} already exists; pass --overwrite to replace it"]
     (tmp_path / "empty").mkdir()
     for bad_input in (str(tmp_path / "empty"), str(tmp_path / "missing.avi")):
         assert main("--demo", "--input", bad_input, "--output", str(tmp_path / "x.mp4"), "--no-progress") == 2

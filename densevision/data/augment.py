@@ -281,8 +281,8 @@ class Augmenter:
         mirrored = False
         if len(probes):
             origin, right, down = moved[-3:]
-            mirrored = bool(np.cross(right - origin, down - origin) * np.cross(probes[1] - probes[0],
-                                                                           probes[2] - probes[0]) < 0)
+            mirrored = bool(_cross_2d(right - origin, down - origin) * _cross_2d(probes[1] - probes[0],
+                                                                                 probes[2] - probes[0]) < 0)
             moved = moved[:-3]
         if points is not None:
             keypoints = points.copy()
@@ -303,6 +303,12 @@ class Augmenter:
         if self.flip_pairs:
             result["meta"] = {**sample.get("meta", {}), "mirrored": mirrored}
         return result
+
+
+def _cross_2d(a: np.ndarray, b: np.ndarray) -> float:
+    """The z component of the cross product of two 2-vectors (its sign tells the turning direction); written out
+    because ``np.cross`` of 2-vectors is deprecated since NumPy 2.0."""
+    return float(a[0] * b[1] - a[1] * b[0])
 
 
 def _mirror_probes(height: int, width: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from densevision.data.errors import DatasetError
+from densevision.data.errors import DatasetError, not_a_folder
 from densevision.data.mask_folder import SegmentationSource, _split_parts, pair_by_stem, read_split_list
 from densevision.registry import DATASETS
 
@@ -77,7 +77,7 @@ class CamVid(SegmentationSource):
             raise DatasetError(f"camvid: data.root is not set; {_HOW_TO_GET}")
         self.root, self.split = Path(root).expanduser(), split
         if not self.root.is_dir():
-            raise DatasetError(f"camvid: dataset root {self.root} does not exist; {_HOW_TO_GET}")
+            raise DatasetError(f"camvid: {not_a_folder(self.root)}; {_HOW_TO_GET}")
         problems: dict[str, list[str]] = {}
         pairs = []
         for part in _split_parts(split):

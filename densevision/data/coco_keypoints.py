@@ -147,6 +147,10 @@ class CocoKeypoints(KeypointSource):
                 self.stats["crowd"] += 1
                 continue
             raw = annotation.get("keypoints")
+            if raw is None:  # np.asarray(None) would be one NaN: "1 keypoint values"
+                problems.add("fields", f"{where} (no 'keypoints' field; expected {3 * num_joints} numbers = "
+                                       f"{num_joints} x (x, y, v))", ())
+                continue
             try:
                 keypoints = np.asarray(raw, np.float32)
             except (TypeError, ValueError):

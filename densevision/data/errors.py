@@ -32,6 +32,16 @@ class AugmentationError(DensevisionError, ValueError):
     """An augmentation list from a recipe that cannot be built: names the transform, the parameter and the problem."""
 
 
+def not_a_folder(path: str | os.PathLike, what: str = "dataset root") -> str:
+    """Why ``path`` cannot be opened as a folder, for a message: ``"dataset root X is a file, not a folder (a
+    folder was expected)"`` or ``"dataset root X does not exist"``."""
+    if os.path.isfile(path):
+        return f"{what} {path} is a file, not a folder (data.root names the dataset's folder)"
+    if os.path.lexists(path) and not os.path.exists(path):
+        return f"{what} {path} is a broken symbolic link"
+    return f"{what} {path} does not exist"
+
+
 def summarize_items(items: Iterable[object], what: str, show: int = 5, noun: str = "file") -> str:
     """``"3 files with X: a, b, c"`` or ``"12 files with X: a, b, c, d, e (and 7 more)"``.
 

@@ -18,7 +18,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from densevision.data.errors import DatasetError, summarize_items
+from densevision.data.errors import DatasetError, not_a_folder, summarize_items
 from densevision.data.generated import is_complete, mark_complete
 from densevision.data.io import IMAGE_EXTENSIONS, read_image, scan_folder, verify_images
 from densevision.registry import DATASETS
@@ -67,7 +67,8 @@ class ImageFolder:
             image_size = [int(v) for v in image_size]
         self.image_size = image_size
         if not self.root.is_dir():
-            raise DatasetError(f"{where}: root folder not found; expected root/<split>/<class>/<image files>")
+            raise DatasetError(f"{where}: {not_a_folder(self.root, 'root folder')}; "
+                               f"expected root/<split>/<class>/<image files>")
         split_dir = self.root / split
         if not split_dir.is_dir():
             splits = _class_folders(self.root)

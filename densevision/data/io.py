@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
@@ -270,8 +271,15 @@ def scan_folder(folder: PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS
     return files, folders, problems
 
 
-def _walk(top: Path, recursive: bool, extensions: Sequence[str], problems: list[str]) -> list[Path]:
-    """Image files under ``top``; follows links but never re-enters a folder it is already inside."""
+def _inside(real: str, folders: Sequence[str]) -> bool:
+    """Whether the real path ``real`` is one of ``folders`` (real paths) or lies below one."""
+    return any(real == folder or real.startswith(folder.rstrip(os.sep) + os.sep) for folder in folders)
+
+
+def _walk(top: Path, recursive: bool, extensions: Sequence[str], problems: list[str],
+          skip: Sequence[str] = ()) -> list[Path]:
+    """Image files under ``top``; follows links but never re-enters a folder it is already inside, and never
+    enters a folder of ``skip`` (real paths: the tool's output folder)."""
     found: list[Path] = []
 
     def visit(folder: Path, ancestors: frozenset) -> None:
@@ -288,6 +296,8 @@ def _walk(top: Path, recursive: bool, extensions: Sequence[str], problems: list[
             real = os.path.realpath(sub)
             if real in ancestors:
                 problems.append(f"{sub} (symbolic link loop: it leads back to {real}, a folder it is inside)")
+                continue
+            if _inside(real, skip):  # the output folder: what this tool writes is never read back as input
                 continue
             visit(sub, ancestors | {real})
 
@@ -307,8 +317,8 @@ def _glob_base(pattern: str) -> Path:
 
 
 def list_images(inputs: Iterable[PathLike], recursive: bool = True,
-                extensions: Sequence[str] = IMAGE_EXTENSIONS, problems: Optional[list[str]] = None
-                ) -> list[tuple[Path, str]]:
+                extensions: Sequence[str] = IMAGE_EXTENSIONS, problems: Optional[list[str]] = None,
+                exclude: Sequence[PathLike] = ()) -> list[tuple[Path, str]]:
     """Image files from files, folders and glob patterns: ``[(path, relative path), ...]``.
 
     The relative path (``/``-separated) is the file's path below the folder it was found in (a folder input,
@@ -318,6 +328,8 @@ def list_images(inputs: Iterable[PathLike], recursive: bool = True,
     Args:
         problems: if given, unusable inputs are appended to it (``"path (reason)"``) instead of raising, so a
             caller can skip them with a warning and go on with the rest.
+        exclude: folders never read (the tool's output folder, which may lie inside an input folder: a second run
+            would otherwise predict the first run's outputs); an input inside one is a problem.
 
     Raises:
         DatasetError: one message listing every input that does not exist, is not an image file name, matches
@@ -328,23 +340,30 @@ def list_images(inputs: Iterable[PathLike], recursive: bool = True,
     found: list[tuple[Path, str]] = []
     collect = problems is not None
     problems = problems if collect else []
+    skip = [os.path.realpath(folder) for folder in exclude]
     for item in inputs:
         text = os.fspath(item)
         path = Path(text)
+        if skip and os.path.lexists(text) and _inside(os.path.realpath(text), skip):
+            problems.append(f"{path} (it is in the output folder, whose files are never read as inputs)")
+            continue
         if glob.has_magic(text) and not os.path.lexists(text):
             base = _glob_base(text)
             matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
             before = len(found)
             for match in matches:
+                if skip and _inside(os.path.realpath(match), skip):
+                    continue
                 if match.is_dir():
                     found += [(f, f.relative_to(base).as_posix()) for f in _walk(match, recursive, extensions,
-                                                                                 problems)]
+                                                                                 problems, skip)]
                 elif match.is_file() and match.suffix.lower() in extensions:
                     found.append((match, match.relative_to(base).as_posix()))
             if len(found) == before:
                 problems.append(f"{text} (matches no image file)")
         elif path.is_dir():
-            found += [(f, f.relative_to(path).as_posix()) for f in _walk(path, recursive, extensions, problems)]
+            found += [(f, f.relative_to(path).as_posix())
+                      for f in _walk(path, recursive, extensions, problems, skip)]
         elif path.is_file():
             if path.suffix.lower() in extensions:
                 found.append((path, path.name))
@@ -367,6 +386,48 @@ def list_images(inputs: Iterable[PathLike], recursive: bool = True,
     if not found and not collect:
         raise DatasetError(f"no image files ({'/'.join(extensions)}) in: {', '.join(map(os.fspath, inputs))}")
     return found
+
+
+def split_problem(problem: str) -> tuple[str, str]:
+    """``"path (reason)"`` as :func:`list_images` reports it -> ``(path, reason)``; the reason is the last
+    balanced parenthesis, so a name such as ``IMG (1).jpg`` stays whole. Anything else -> ``(problem, "")``."""
+    if problem.endswith(")"):
+        depth = 0
+        for index in range(len(problem) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(problem[index], 0)
+            if depth == 0:
+                if index > 1 and problem[index - 1] == " ":
+                    return problem[:index - 1], problem[index + 1:-1]
+                break
+    return problem, ""
+
+
+def find_inputs(inputs: Sequence[PathLike], recursive: bool = True, exclude: Sequence[PathLike] = ()
+                ) -> tuple[list[tuple[Path, str]], list[dict[str, str]]]:
+    """The input walker of every tool that reads images (predict, sliding classification): :func:`list_images`,
+    with each unusable entry (a symbolic link loop, a broken link, a missing file) skipped with a warning on
+    stderr rather than refusing the whole folder.
+
+    Args:
+        inputs: files, folders (walked recursively unless ``recursive`` is false) and glob patterns.
+        exclude: folders never read (the tool's output folder).
+
+    Returns:
+        ``([(path, relative path)], [{"path", "error"}] of the skipped entries)``.
+
+    Raises:
+        DatasetError: no image file at all.
+    """
+    problems: list[str] = []
+    images = list_images(inputs, recursive=recursive, problems=problems, exclude=exclude)
+    skipped = []
+    for problem in problems:
+        path, reason = split_problem(problem)
+        print(f"warning: skipped {path}: {reason or 'cannot be used as an input'}", file=sys.stderr)
+        skipped.append({"path": path, "error": reason or "cannot be used as an input"})
+    if not images:
+        raise DatasetError(f"no image files found in: {', '.join(map(os.fspath, inputs))}")
+    return images, skipped
 
 
 # ------------------------------------------------------------------------------------------------ verifying

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from densevision.data.errors import DatasetError, summarize_items
+from densevision.data.errors import DatasetError, not_a_folder, summarize_items
 from densevision.data.io import read_image, verify_images
 from densevision.data.skeletons import keypoint_info
 from densevision.data.topdown import DEFAULT_PADDING, box_to_center_scale
@@ -172,7 +172,7 @@ class KeypointSource:
         where = f"{self.source_name} {split!r} at {self.root}"
         input_size = check_input_size(input_size, where)
         if not self.root.is_dir():
-            raise DatasetError(f"{where}: dataset root not found; {self.layout}")
+            raise DatasetError(f"{where}: {not_a_folder(self.root)}; {self.layout}")
         return where, input_size
 
     def _finish(self, records: list[PersonRecord], problems: Problems, *, where: str, input_size,

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from densevision.data.errors import DatasetError, ImageReadError, summarize_items
+from densevision.data.errors import DatasetError, ImageReadError, not_a_folder, summarize_items
 from densevision.data.io import (IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_image, read_mask, scan_folder,
                                  verify_images)
 from densevision.registry import DATASETS
@@ -387,7 +387,7 @@ class MaskFolder(SegmentationSource):
             raise DatasetError(f"mask_folder: ignore_label {ignore_label} is a real class in [0, {num_classes}); "
                                f"use a value outside, e.g. 255")
         if not self.root.is_dir():
-            raise DatasetError(f"mask_folder: dataset root {self.root} does not exist; "
+            raise DatasetError(f"mask_folder: {not_a_folder(self.root)}; "
                                + self._layout(images_dir, masks_dir))
         problems: dict[str, list[str]] = {}
         pairs: list[tuple[str, Path, Path]] = []

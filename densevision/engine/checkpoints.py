@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,16 @@ from densevision.errors import DensevisionError, OutputError
 
 class CheckpointError(DensevisionError, RuntimeError):
     """A checkpoint or run folder that cannot be written or read; the message names the file."""
+
+
+def finished_run_error(run_dir: str | os.PathLike, epochs_done: int, epochs: int) -> CheckpointError:
+    """The error for ``--resume`` of a run that has trained all of its ``train.epochs``: it says so and how to
+    train longer (resuming with a larger ``train.epochs``)."""
+    return CheckpointError(
+        f"cannot resume {run_dir}: the run already finished its {epochs} epoch(s) (train.epochs is {epochs}"
+        + (f", its checkpoint is at epoch {epochs_done}" if epochs_done != epochs else "")
+        + f"); to train longer, resume with more epochs: tools/train.py --resume {run_dir} --set "
+        f"train.epochs={max(epochs, epochs_done) * 2}")
 
 
 def new_run_dir(output_dir: str | os.PathLike, recipe_name: str) -> Path:
@@ -163,6 +174,44 @@ def truncate_history(path: str | os.PathLike, epochs_done: int) -> list[dict[str
 
 # ------------------------------------------------------------------------------------------ loading
 
+
+def unsafe_parts(config) -> list[str]:
+    """Paths of the parts of a serialised model config that hold Python bytecode (``Lambda`` layers, lambda
+    activations), which ``keras.saving.load_model(..., safe_mode=True)`` refuses; paths read ``outer/inner/layer``.
+    """
+    found: list[str] = []
+
+    def walk(node, path: tuple[str, ...]):
+        if isinstance(node, dict):
+            config = node.get("config") if isinstance(node.get("config"), dict) else {}
+            name = config.get("name") if isinstance(config.get("name"), str) else None
+            here = path + ((name,) if name and "class_name" in node else ())
+            if node.get("class_name") == "Lambda":
+                found.append(f"{'/'.join(here)} (Lambda layer)")
+                return
+            if node.get("class_name") == "__lambda__":
+                found.append(f"{'/'.join(path)} (a Python lambda in its config)")
+                return
+            for key, value in node.items():
+                if key != "class_name":
+                    walk(value, here)
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item, path)
+
+    walk(config, ())
+    return found
+
+
+def _saved_unsafe_parts(path: Path) -> list[str]:
+    """:func:`unsafe_parts` of a ``.keras`` archive's ``config.json`` (``[]`` when it cannot be read)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    return unsafe_parts(config)
+
 CHECKPOINT_SUFFIXES = (".keras", ".weights.h5")
 
 
@@ -203,6 +252,12 @@ def load_checkpoint(path: str | os.PathLike, recipe=None, model: keras.Model | N
         try:
             saved = _load_strictly(lambda: keras.saving.load_model(path, safe_mode=True, compile=False))
         except Exception as error:  # unknown layer, damaged member inside a complete zip
+            unsafe = _saved_unsafe_parts(path)
+            if unsafe:  # Keras' own message does not say which layer
+                raise CheckpointError(
+                    f"checkpoint {path} holds Python bytecode in {', '.join(unsafe)}, which densevision refuses to "
+                    f"load (keras.saving.load_model(safe_mode=True)): it can run any code; rebuild the model with a "
+                    f"registered layer (@keras.saving.register_keras_serializable) instead") from None
             raise CheckpointError(f"checkpoint {path} could not be loaded ({type(error).__name__}: {error}); "
                                   f"it may be corrupt or need a newer densevision") from None
         if model is None:

@@ -106,6 +106,77 @@ def checkpoint_summary(model) -> dict[str, Any]:
     }
 
 
+#: the input side used to measure the output stride of a model that takes any size (a multiple of 64: every
+#: densevision model's downsampling divides it)
+_STRIDE_PROBE = 256
+
+
+def output_stride(model) -> Optional[int]:
+    """Input size / output size of the model's (last) rank-4 output: 1 for a map at the input's size (segmentation),
+    4 for heatmaps at a quarter of it (pose); ``None`` for other outputs or when it cannot be told.
+
+    A model that takes any size is measured on a ``(1, 256, 256, C)`` input from shapes only (no compute).
+    """
+    import keras
+
+    last = model.outputs[-1]
+    if len(last.shape) != 4 or not model.inputs:
+        return None
+    height = model.inputs[0].shape[1]
+    rows = last.shape[1]
+    if height is None or rows is None:
+        height = height or _STRIDE_PROBE
+        probe = keras.KerasTensor((1, height, model.inputs[0].shape[2] or _STRIDE_PROBE, model.inputs[0].shape[-1]),
+                                  dtype=model.inputs[0].dtype)
+        try:
+            spec = model.compute_output_spec(probe)
+        except Exception:  # noqa: BLE001 - a model that cannot take the probe size: the stride stays unknown
+            return None
+        spec = spec[-1] if isinstance(spec, (list, tuple)) else spec
+        rows = spec.shape[1]
+    return round(height / rows) if rows else None
+
+
+def _output_kind(rank: Optional[int], stride: Optional[int]) -> str:
+    if rank == 2:
+        return "one answer per image"
+    if rank == 4 and stride == 1:
+        return "a map at the input's size"
+    if rank == 4 and stride:
+        return f"maps at 1/{stride} of the input"
+    return f"rank-{rank} outputs"
+
+
+def _task_of(rank: Optional[int], stride: Optional[int]) -> Optional[str]:
+    """The name of the registered task whose models give outputs of this rank and stride (``None``: no one task)."""
+    from densevision.registry import TASKS, load_builtin_parts
+
+    load_builtin_parts()
+    classes = {TASKS.get(name): name for name in TASKS.names()}  # one entry per class (aliases share one)
+    names = [cls.name for cls in classes if getattr(cls, "output_rank", None) == rank
+             and getattr(cls, "output_stride", None) in (None, stride)]
+    return names[0] if len(names) == 1 else None
+
+
+def _task_problem(model, summary: dict, task) -> Optional[str]:
+    """Why the checkpoint is a model of another task than ``task`` (its output rank or stride differ), or None."""
+    rank, want_rank = summary["output_rank"], getattr(task, "output_rank", None)
+    want_stride = getattr(task, "output_stride", None)
+    if want_rank is None:
+        return None
+    stride = output_stride(model) if rank == 4 and want_stride is not None else None
+    if rank == want_rank and (stride is None or want_stride is None or stride == want_stride):
+        return None
+    task_name = getattr(task, "name", "this")
+    other = _task_of(rank, stride)
+    if other == "classification":
+        other = "classifier"
+    what = f"a {other} model" if other and other != task_name else "a model of another task"
+    return (f"is {what} ({_output_kind(rank, stride)}), but the recipe's task is {task_name} "
+            f"({_output_kind(want_rank, want_stride)}): use a checkpoint trained with a {task_name} recipe, or "
+            f"the recipe this checkpoint was trained with")
+
+
 def check_checkpoint_matches(model, recipe, info: Optional[dict[str, Any]], path: str | os.PathLike,
                              task=None) -> dict:
     """A loaded checkpoint fits the recipe and the dataset: as many output channels as classes (or joints), an
@@ -130,6 +201,9 @@ def check_checkpoint_matches(model, recipe, info: Optional[dict[str, Any]], path
     from densevision.engine.checkpoints import CheckpointError
 
     summary = checkpoint_summary(model)
+    wrong_task = _task_problem(model, summary, task)
+    if wrong_task:  # its channels count something else (joints, not classes): comparing them would mislead
+        raise CheckpointError(f"checkpoint {path} {wrong_task}")
     channels = summary["output_channels"]
     kwargs = recipe.model.kwargs()
     problems = []
@@ -144,12 +218,6 @@ def check_checkpoint_matches(model, recipe, info: Optional[dict[str, Any]], path
         if channels is not None and channels != expected:
             problems.append(f"predicts {channels} {noun}, {source} has {expected}")
         break
-    rank = getattr(task, "output_rank", None)
-    if rank is not None and summary["output_rank"] != rank:
-        kinds = {2: "one answer per image (a classifier)", 4: "a map per image (per pixel or heatmap cell)"}
-        got = kinds.get(summary["output_rank"], f"rank-{summary['output_rank']} outputs")
-        problems.append(f"gives {got}, a {getattr(task, 'name', recipe.task)} recipe needs "
-                        f"{kinds.get(rank, f'rank-{rank} outputs')}")
     input_shape = summary["input_shape"]
     if input_shape is not None and input_shape[-1] not in (None, 3):
         problems.append(f"takes {input_shape[-1]}-channel images, densevision feeds RGB (3 channels)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from densevision.recipes import Recipe, validate_recipe
+from densevision.recipes import Recipe, load_recipe, override_recipe, validate_recipe
 from densevision.registry import TASKS
 
 
@@ -34,3 +34,18 @@ def apply_demo(recipe: Recipe, directory: str | os.PathLike | None = None) -> Re
             node = node.setdefault(key, {})
         node[leaf] = value
     return validate_recipe(config, source=recipe.source or "<recipe>")
+
+
+def load_tool_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (),
+                     demo: bool = False) -> Recipe:
+    """The recipe a tool runs, the same way in every tool: loaded (with its ``demo:`` section under ``demo``),
+    pointed at the task's generated demo data (``demo``), then the ``--set`` overrides applied again, so every
+    command-line value wins over the demo (``--demo --set data.root=/my/data`` reads ``/my/data``).
+
+    Raises:
+        RecipeError: as :func:`densevision.recipes.load_recipe`.
+    """
+    recipe = load_recipe(path, list(overrides), demo=demo)
+    if not demo:
+        return recipe
+    return override_recipe(apply_demo(recipe), list(overrides))

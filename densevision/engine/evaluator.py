@@ -256,19 +256,15 @@ def evaluate_command(
     """What ``tools/evaluate.py`` does; returns 0. Recipe, dataset, checkpoint and output problems raise
     :class:`~densevision.errors.DensevisionError` subclasses (the tool prints one ``error:`` line, exit 2), all
     before the evaluation starts, so a finished evaluation is never thrown away for an unwritable ``--json``."""
+    from densevision.engine.demo import load_tool_recipe
     from densevision.files import check_writable_dir, check_writable_file
-    from densevision.recipes import load_recipe
 
     if json_path:
         check_writable_file(json_path, what="--json")
     if output_dir:
         check_writable_dir(output_dir, what="--output folder")
     overrides = list(overrides) + (["test.flip_test=true"] if flip_test else [])
-    recipe = load_recipe(recipe_path, overrides, demo=demo)
-    if demo:
-        from densevision.engine.demo import apply_demo
-
-        recipe = apply_demo(recipe)
+    recipe = load_tool_recipe(recipe_path, overrides, demo=demo)
     results = run_evaluation(recipe, weights, split=split, output_dir=output_dir, json_path=json_path,
                              progress=progress)
     print(f"{recipe.name}: {results['split']} split, {results['num_images']} images, checkpoint {weights}")

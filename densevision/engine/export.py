@@ -57,6 +57,7 @@ import cv2
 import keras
 import tensorflow as tf
 
+from densevision.engine.checkpoints import unsafe_parts
 from densevision.errors import DensevisionError, UsageError
 
 FORMATS = ("saved_model", "keras", "tflite")
@@ -65,6 +66,9 @@ PARITY_TOLERANCE = {"saved_model": 1e-5, "keras": 0.0, "tflite": 1e-4}
 METADATA_FILE = "assets.extra/densevision.json"
 EXIT_USAGE_ERROR = 2
 EXIT_PARITY_FAILED = 1
+#: fewest readable calibration images an int8 export accepts: the parity check compares 4 of them, and quantisation
+#: ranges from fewer would be guesses
+MIN_CALIBRATION_IMAGES = 4
 
 
 class ExportError(UsageError):
@@ -166,33 +170,12 @@ def find_lambda_layers(model: keras.Model) -> list[str]:
 
     ``keras.saving.load_model(..., safe_mode=True)`` refuses those; the paths read ``outer/inner/layer``.
     """
-    found: list[str] = []
-
-    def walk(node, path: tuple[str, ...]):
-        if isinstance(node, dict):
-            config = node.get("config") if isinstance(node.get("config"), dict) else {}
-            name = config.get("name") if isinstance(config.get("name"), str) else None
-            here = path + ((name,) if name and "class_name" in node else ())
-            if node.get("class_name") == "Lambda":
-                found.append(f"{'/'.join(here)} (Lambda layer)")
-                return
-            if node.get("class_name") == "__lambda__":
-                found.append(f"{'/'.join(path)} (a Python lambda in its config)")
-                return
-            for key, value in node.items():
-                if key != "class_name":
-                    walk(value, here)
-        elif isinstance(node, (list, tuple)):
-            for item in node:
-                walk(item, path)
-
     try:
         config = keras.saving.serialize_keras_object(model)
     except Exception as error:  # e.g. a Python lambda as an activation: Keras cannot serialise it at all
         raise ExportError(f"model {model.name!r} cannot be serialised for a .keras file "
                           f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
-    walk(config, ())
-    return found
+    return unsafe_parts(config)
 
 
 def check_keras_safe(model: keras.Model) -> None:
@@ -209,14 +192,16 @@ def check_keras_safe(model: keras.Model) -> None:
 # -------------------------------------------------------------------------------------------------- images
 
 
-def list_images(directory: str | os.PathLike, what: str = "calibration") -> list[Path]:
-    """Image files directly in ``directory``, sorted; :class:`ExportError` if it is missing or has none."""
+def list_images(directory: str | os.PathLike, what: str = "calibration", exclude: Sequence[str | os.PathLike] = ()
+                ) -> list[Path]:
+    """Image files directly in ``directory`` (never in ``exclude``: the export's own output), sorted;
+    :class:`ExportError` if it is missing or has none."""
     from densevision.data.io import IMAGE_EXTENSIONS, list_images as find_images
 
     directory = Path(directory)
     if not directory.is_dir():
         raise ExportError(f"{what} folder {directory} does not exist (or is not a folder)")
-    images = [path for path, _ in find_images([directory], recursive=False, problems=[])]
+    images = [path for path, _ in find_images([directory], recursive=False, problems=[], exclude=exclude)]
     if not images:
         raise ExportError(f"{what} folder {directory} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return images
@@ -239,9 +224,47 @@ def read_resized_array(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def load_calibration_images(directory: str | os.PathLike, input_size: Sequence[int], limit: int = 100) -> np.ndarray:
-    """Up to ``limit`` images of ``directory`` resized to ``input_size``: uint8 ``(N, H, W, 3)``."""
-    paths = list_images(directory)[: max(1, int(limit))]
+def calibration_paths(directory: str | os.PathLike, limit: int = 100, exclude: Sequence[str | os.PathLike] = ()
+                      ) -> list[Path]:
+    """Up to ``limit`` images of ``directory`` that decode (each read once, in name order): a file that does not is
+    skipped with a warning naming it; checked before the model loads.
+
+    Raises:
+        ExportError: the folder is missing or has no image file, or fewer than :data:`MIN_CALIBRATION_IMAGES`
+            images decode (the message says how many are needed and which files were skipped).
+    """
+    from densevision.data.errors import ImageReadError
+    from densevision.data.io import read_image
+
+    candidates = list_images(directory, exclude=exclude)
+    limit = max(1, int(limit))
+    good: list[Path] = []
+    skipped: list[str] = []
+    for path in candidates:
+        if len(good) == limit:
+            break
+        try:
+            read_image(path)
+        except ImageReadError as error:
+            print(f"warning: skipped calibration image {path}: {error.reason}", file=sys.stderr)
+            skipped.append(f"{path.name} ({error.reason})")
+            continue
+        good.append(path)
+    needed = min(MIN_CALIBRATION_IMAGES, limit)
+    if len(good) < needed:
+        listed = f"; skipped {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}" if skipped else ""
+        raise ExportError(f"calibration folder {directory}: {len(good)} readable image(s), int8 calibration needs at "
+                          f"least {needed}{listed}; add representative images")
+    if skipped:
+        print(f"note: calibrating on {len(good)} image(s); {len(skipped)} unreadable file(s) skipped", file=sys.stderr)
+    return good
+
+
+def load_calibration_images(directory: str | os.PathLike, input_size: Sequence[int], limit: int = 100,
+                            paths: Optional[Sequence[Path]] = None) -> np.ndarray:
+    """Up to ``limit`` readable images of ``directory`` (or the given ``paths``, from :func:`calibration_paths`)
+    resized to ``input_size``: uint8 ``(N, H, W, 3)``."""
+    paths = calibration_paths(directory, limit) if paths is None else paths
     return np.stack([read_resized(path, input_size) for path in paths])
 
 
@@ -307,7 +330,7 @@ def _prepare_output(path: Path, format: str, overwrite: bool) -> None:
     if format == "keras" and path.suffix != ".keras":
         raise ExportError(f"output {path}: a keras export must end in .keras")
     if path.exists() and not overwrite:
-        raise ExportError(f"output {path} already exists; pass --overwrite (overwrite=True) to replace it")
+        raise ExportError(f"output {path} already exists; pass --overwrite to replace it")
     from densevision.files import check_writable_dir
 
     check_writable_dir(path.parent, what=f"output {path}: its folder", create=True)
@@ -644,7 +667,7 @@ def export_command(
     kept for inspection); 2: one ``error: ...`` line on stderr (recipe, checkpoint, options, calibration folder).
     """
     from densevision.engine.checkpoints import load_checkpoint
-    from densevision.recipes import load_recipe
+    from densevision.engine.demo import load_tool_recipe
 
     try:
         if format not in FORMATS:
@@ -655,21 +678,18 @@ def export_command(
             raise ExportError("--int8 needs --calibration DIR: a folder of representative images")
         if calibration and not int8:
             raise ExportError("--calibration is only used with --int8")
-        if calibration:
-            list_images(calibration)  # fail before the model loads
+        # read once before the model loads: an unreadable file is skipped, too few readable ones refused
+        calibration_files = calibration_paths(calibration, calibration_limit, exclude=[output]) if calibration else None
         _prepare_output(Path(output), format, overwrite)
-        recipe = load_recipe(recipe_path, list(overrides), demo=demo)
-        if demo:
-            from densevision.engine.demo import apply_demo
-
-            recipe = apply_demo(recipe)
+        recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
         model = load_checkpoint(weights, recipe)
         size = resolve_input_size(recipe, model, format, input_size)
         task = _build_task(recipe)
         from densevision.engine.compat import check_checkpoint_matches
 
         check_checkpoint_matches(model, recipe, task.info, weights, task=task)
-        calibration_images = load_calibration_images(calibration, size, calibration_limit) if int8 else None
+        calibration_images = (load_calibration_images(calibration, size, paths=calibration_files) if int8
+                              else None)
         report = export_model(model, output, format, task, input_size=size,
                               calibration_images=calibration_images, overwrite=overwrite,
                               metadata={"recipe": recipe.name, "checkpoint": str(weights)})

@@ -23,6 +23,7 @@ def run_training(recipe_path: str | None, overrides: list[str] = (), output: str
         OutputError: the output folder (``--output`` or ``output.dir``) is a file or not writable.
         DatasetError, CheckpointError, DistributeError: from opening the data and the run folder.
     """
+    from densevision.engine.demo import load_tool_recipe
     from densevision.files import check_writable_dir
 
     if resume:
@@ -34,14 +35,10 @@ def run_training(recipe_path: str | None, overrides: list[str] = (), output: str
     else:
         if recipe_path is None:
             raise RecipeError("a recipe file is required (or --resume RUN_DIR)")
-        recipe = load_recipe(recipe_path, overrides, demo=demo)
+        recipe = load_tool_recipe(recipe_path, overrides, demo=demo)
         if not dry_run:  # before the data is opened and the model built: fail in seconds, not minutes
             check_writable_dir(output or recipe.output.dir,
                                what="--output folder" if output else "output folder (output.dir)")
-        if demo:
-            from densevision.engine.demo import apply_demo
-
-            recipe = apply_demo(recipe)
 
     if dry_run:
         from densevision.models import build_model

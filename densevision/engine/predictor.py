@@ -2,10 +2,11 @@
 
 ``tools/predict.py`` calls :func:`predict_command`. The flow:
 
-1. every input is listed first (files, folders walked recursively, glob patterns), each output path planned from
-   the task (``task.prediction_files``) with the input's relative path kept under the output folder; clashes and
-   existing outputs are refused before the model loads (``--overwrite`` replaces, ``--resume`` skips inputs whose
-   outputs all exist);
+1. every input is listed first (files, folders walked recursively, glob patterns; never the output folder, even
+   inside an input folder; an unusable entry such as a symbolic link loop is skipped and reported), each output
+   path planned from the task (``task.prediction_files``) with the input's relative path kept under the output
+   folder; clashes and existing outputs are refused before the model loads (``--overwrite`` replaces, ``--resume``
+   skips inputs whose outputs all exist and keeps the earlier run's records in ``report.json`` and summaries);
 2. images are decoded on a thread pool (the one reader, :func:`densevision.data.io.read_image`: EXIF orientation,
    grayscale, 16-bit, RGBA, palette) while the model predicts, and answers are written by a background thread
    (atomic writes: an interrupted run leaves no half-written file);
@@ -22,6 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import itertools
+import json
 import os
 import queue
 import sys
@@ -118,7 +120,7 @@ def plan_jobs(task, images: Sequence[tuple[Path, str]], output_dir: Path, option
     run_files = [output_dir / REPORT] + [output_dir / name for name in task.prediction_summary_files(options)]
     # --resume redoes an input whose outputs are incomplete, so its existing files may be replaced too.
     plan_outputs([(str(job.path), out) for job in todo for out in job.outputs] + [("the run", p) for p in run_files],
-                 overwrite=overwrite or resume, hint="pass --overwrite to replace them or --resume to skip them")
+                 overwrite=overwrite or resume, hint="--resume to skip them")
     return todo, done
 
 
@@ -196,9 +198,32 @@ def make_forward(model, task):
     return run
 
 
+def merge_report(earlier: Any, now: dict[str, Any]) -> dict[str, Any]:
+    """An earlier run's ``report.json`` merged with this run's (``--resume``): an input this run listed keeps its
+    newest verdict, every other input its earlier one (nothing an earlier run recorded is lost).
+
+    Args:
+        earlier: the earlier report as read (anything that is not such a report counts as empty).
+        now: ``{"ok": [paths], "failed": [{"path", "error"}]}`` of this run.
+    """
+    earlier = earlier if isinstance(earlier, dict) else {}
+    seen = set(now["ok"]) | {item["path"] for item in now["failed"]}
+    ok = [path for path in earlier.get("ok", []) if isinstance(path, str) and path not in seen]
+    failed = [item for item in earlier.get("failed", []) if isinstance(item, dict) and item.get("path") not in seen]
+    return {"ok": ok + list(now["ok"]), "failed": failed + list(now["failed"])}
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """The JSON in ``path``, or ``default`` when it is missing or not JSON (an earlier run's summary file)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
 def predict_folder(model, task, images: Sequence[tuple[Path, str]], output_dir: str | os.PathLike,
                    options: Optional[PredictOptions] = None, overwrite: bool = False, resume: bool = False,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, skipped: Sequence[dict[str, str]] = ()) -> dict[str, Any]:
     """Predict every image and write the task's outputs under ``output_dir``.
 
     Args:
@@ -207,11 +232,13 @@ def predict_folder(model, task, images: Sequence[tuple[Path, str]], output_dir: 
         images: ``[(path, relative path)]`` (see :func:`densevision.data.io.list_images`).
         output_dir: created if needed; nothing is written outside it.
         options: see :class:`PredictOptions`.
-        overwrite: replace existing outputs; resume: skip inputs whose outputs all exist.
+        overwrite: replace existing outputs; resume: skip inputs whose outputs all exist, and keep what an
+            earlier run recorded in ``report.json`` and the task's summary files for inputs not seen now.
+        skipped: ``[{"path", "error"}]`` of inputs found unusable while listing them (reported as failed).
 
     Returns:
-        ``{"ok": [paths], "failed": [{"path", "error"}], "skipped": int, "seconds": float}`` (also written as
-        ``report.json`` without ``seconds``).
+        This run's ``{"ok": [paths], "failed": [{"path", "error"}], "skipped": int, "seconds": float}`` (also
+        written as ``report.json`` without ``skipped`` and ``seconds``, merged with an earlier one under ``resume``).
     """
     from densevision.files import write_json
 
@@ -259,10 +286,10 @@ def predict_folder(model, task, images: Sequence[tuple[Path, str]], output_dir: 
             bar.close()
     if writer.fatal is not None:
         raise writer.fatal
-    failed += writer.failed
+    failed = list(skipped) + failed + writer.failed
     task.finish_predictions(writer.records, output_dir, options, resume=resume)
     report = {"ok": [str(job.path) for job in done] + writer.ok, "failed": failed}
-    write_json(output_dir / REPORT, report)
+    write_json(output_dir / REPORT, merge_report(read_json(output_dir / REPORT), report) if resume else report)
     return {**report, "skipped": len(done), "seconds": time.perf_counter() - started}
 
 
@@ -313,26 +340,17 @@ def predict_command(recipe_path: str, weights: str, inputs: Sequence[str], outpu
     """What ``tools/predict.py`` does; returns the exit code (0 all predicted, 1 some inputs failed). Usage errors
     (recipe, checkpoint, no input, output clashes) raise :class:`densevision.errors.DensevisionError` subclasses,
     which the tool turns into one ``error:`` line and exit 2."""
-    from densevision.data.io import list_images
+    from densevision.data.io import find_inputs
     from densevision.engine.checkpoints import load_checkpoint
     from densevision.engine.compat import check_checkpoint_matches
     from densevision.files import check_writable_dir
-    from densevision.recipes import load_recipe
+    from densevision.engine.demo import load_tool_recipe
     from densevision.registry import TASKS
 
     options = options or PredictOptions()
-    recipe = load_recipe(recipe_path, list(overrides), demo=demo)
-    if demo:
-        from densevision.engine.demo import apply_demo
-
-        recipe = apply_demo(recipe)
+    recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
     check_writable_dir(output_dir, create=False)
-    problems: list[str] = []
-    images = list_images(inputs, recursive=recursive, problems=problems)
-    for problem in problems:
-        print(f"warning: skipped {problem}", file=sys.stderr)
-    if not images:
-        raise PredictionError(f"no image files found in: {', '.join(map(str, inputs))}")
+    images, skipped = find_inputs(inputs, recursive=recursive, exclude=[output_dir])
     info = prediction_info(recipe)
     task = TASKS.get(recipe.task)(recipe, info)
     if options.flip and hasattr(task, "flip_test"):  # pose: flip test inside the forward pass, joints swapped
@@ -340,11 +358,6 @@ def predict_command(recipe_path: str, weights: str, inputs: Sequence[str], outpu
     model = load_checkpoint(weights, recipe)
     check_checkpoint_matches(model, recipe, info, weights, task=task)
     result = predict_folder(model, task, images, output_dir, options, overwrite=overwrite, resume=resume,
-                            progress=progress)
-    result["failed"] = [{"path": p, "error": "unreadable path"} for p in problems] + result["failed"]
-    if problems:
-        from densevision.files import write_json
-
-        write_json(Path(output_dir) / REPORT, {"ok": result["ok"], "failed": result["failed"]})
+                            progress=progress, skipped=skipped)
     print(summary(result, output_dir))
     return 1 if result["failed"] else 0

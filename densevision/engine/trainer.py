@@ -148,6 +148,8 @@ class Trainer:
                 ckpt.clean_stale_temp_files(self.run_dir)
             ckpt.restore_training_state(self.model, self.run_dir / LAST)
             self.epochs_done = int(self.optimizer.iterations.numpy()) // self.steps_per_epoch
+            if self.epochs_done >= recipe.train.epochs:  # nothing left to train ("epoch 9/8" otherwise)
+                raise ckpt.finished_run_error(self.run_dir, self.epochs_done, recipe.train.epochs)
 
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

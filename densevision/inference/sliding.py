@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 import weakref
 from typing import Literal, Optional, Sequence
 
@@ -26,9 +27,14 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from densevision.analysis.layer_table import layer_table
 from densevision.progress import progress_bar
 
 _FORWARD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_MARGIN_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: images with more pixels are scored in tiles (as ``tools/predict.py`` does), so memory follows the tile, not the
+#: image: a 4000x3000 photo through VGG16 needs about 9 GB in one pass
+DEFAULT_MAX_PIXELS = 1280 * 1280
 
 
 def _forward(model: keras.Model):
@@ -92,13 +98,14 @@ def map_size(image_size, window, stride) -> tuple[int, int]:
     return (height - win_h) // s_h + 1, (width - win_w) // s_w + 1
 
 
-def _as_batch(images) -> np.ndarray:
+def _as_batch(images, dtype=np.float32) -> np.ndarray:
+    """``(B, H, W, 3)`` of ``dtype`` (``None``: as given, e.g. uint8 kept until a tile is cut)."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected RGB images (H, W, 3) or (B, H, W, 3), got shape {images.shape}")
-    return images.astype(np.float32, copy=False)
+    return images if dtype is None else images.astype(dtype, copy=False)
 
 
 def dense_scores(
@@ -107,6 +114,7 @@ def dense_scores(
     window,
     stride=None,
     net_stride=None,
+    max_pixels: Optional[int] = None,
 ) -> np.ndarray:
     """Scores of every window of ``images`` at ``stride``, from shifted passes of ``fc_model``.
 
@@ -117,12 +125,14 @@ def dense_scores(
         stride: offset between neighbouring windows, a divisor of the network stride ``T``; default ``T``
             (one pass). ``T / 2`` takes 4 passes, ``T / 4`` 16.
         net_stride: ``T``; inferred with :func:`network_stride` when ``None``.
+        max_pixels: above this many pixels per image, the map is computed tile by tile (:func:`tiled_scores`:
+            memory bounded by the tile); ``None``: one pass whatever the size.
 
     Returns:
         ``(B, rows, cols, K)`` with ``rows = (H - S) // stride + 1``; cell ``(i, j)`` scores the window with
         top-left pixel ``(i * stride, j * stride)``.
     """
-    images = _as_batch(images)
+    images = _as_batch(images, dtype=None)  # converted to float32 per pass (or per tile), not whole
     window = _pair(window, "window")
     net_stride = network_stride(fc_model, window) if net_stride is None else _pair(net_stride, "net_stride")
     stride = net_stride if stride is None else _pair(stride, "stride")
@@ -132,6 +142,8 @@ def dense_scores(
     height, width = images.shape[1:3]
     if height < window[0] or width < window[1]:
         raise ValueError(f"image of {height}x{width} pixels is smaller than the {window[0]}x{window[1]} window")
+    if max_pixels is not None and height * width > max_pixels:
+        return tiled_scores(fc_model, images, window, stride, net_stride, max_pixels)
     rows, cols = map_size((height, width), window, stride)
     steps = (net_stride[0] // stride[0], net_stride[1] // stride[1])  # passes per axis
     forward = _forward(fc_model)
@@ -142,7 +154,7 @@ def dense_scores(
             want_cols = len(range(first_col, cols, steps[1]))
             if not want_rows or not want_cols:
                 continue
-            shifted = images[:, first_row * stride[0] :, first_col * stride[1] :]
+            shifted = images[:, first_row * stride[0] :, first_col * stride[1] :].astype(np.float32, copy=False)
             scores = np.asarray(forward(tf.constant(shifted)))
             if scores.ndim != 4:
                 raise ValueError(f"expected a (B, rows, cols, K) score map from the model, got shape {scores.shape}")
@@ -157,6 +169,68 @@ def dense_scores(
     return result
 
 
+def _tile_ranges(cells: int, core: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """``(first, stop)`` cells each tile computes (its core widened by ``halo`` cells of context on each side, within
+    the map) and the ``(start, stop)`` of the core it keeps, covering ``range(cells)``."""
+    return [(max(0, start - halo), min(cells, start + core + halo), start, min(cells, start + core))
+            for start in range(0, cells, core)]
+
+
+def context_margin(fc_model: keras.Model, window, net_stride) -> tuple[int, int]:
+    """Pixels of context a tile keeps on each side of its windows: half the receptive field of the network's
+    features, rounded up to whole network strides (VGG16: a 212-pixel field -> 128 pixels), so every feature a
+    kept window uses sees what it sees in one pass; the window's size when the field cannot be measured."""
+    window, net_stride = _pair(window, "window"), _pair(net_stride, "net_stride")
+    margin = _MARGIN_CACHE.get(fc_model)
+    if margin is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # multiply-adds of converted layers are unknown: not needed here
+                field = layer_table(fc_model, (*window, fc_model.inputs[0].shape[-1]))["layers"][-1]["receptive_field"]
+            field = _pair(field, "receptive field")
+        except Exception:  # noqa: BLE001 - a layer the table cannot follow: a whole window of context is safe
+            field = (2 * window[0] + 1, 2 * window[1] + 1)
+        margin = tuple(-(-(f - 1) // (2 * t)) * t for f, t in zip(field, net_stride))
+        _MARGIN_CACHE[fc_model] = margin
+    return margin
+
+
+def tiled_scores(fc_model: keras.Model, images, window, stride, net_stride, max_pixels: int) -> np.ndarray:
+    """:func:`dense_scores` in tiles of at most about ``max_pixels`` pixels: the same ``(B, rows, cols, K)`` map.
+
+    Each tile is an image crop holding whole windows: a core of cells plus :func:`context_margin` pixels on each
+    side, so the features of every kept window see what they see in one pass. Crops start at multiples of the
+    stride, so each window falls on the same pooling grid as in one pass.
+    """
+    images = _as_batch(images, dtype=None)
+    window, stride, net_stride = _pair(window, "window"), _pair(stride, "stride"), _pair(net_stride, "net_stride")
+    rows, cols = map_size(images.shape[1:3], window, stride)
+    steps = [t // s for s, t in zip(stride, net_stride)]
+    side = max(1, int(max_pixels ** 0.5))
+    ranges = []
+    margins = context_margin(fc_model, window, net_stride)
+    for axis, cells in enumerate((rows, cols)):
+        halo_pixels = margins[axis]
+        halo = halo_pixels // stride[axis]
+        core = (side - window[axis] - 2 * halo_pixels) // stride[axis] + 1
+        core = max(steps[axis], core // steps[axis] * steps[axis])  # whole passes: a tile is never under a window
+        ranges.append(_tile_ranges(cells, core, halo))
+    result = None
+    height, width = images.shape[1:3]
+    for row_first, row_stop, row_start, row_end in ranges[0]:
+        for col_first, col_stop, col_start, col_end in ranges[1]:
+            # a last tile keeps the image's few pixels past its last window: one pass sees them too
+            bottom = height if row_stop == rows else (row_stop - 1) * stride[0] + window[0]
+            right = width if col_stop == cols else (col_stop - 1) * stride[1] + window[1]
+            crop = images[:, row_first * stride[0]: bottom, col_first * stride[1]: right]
+            scores = dense_scores(fc_model, crop, window, stride, net_stride)
+            if result is None:
+                result = np.empty((len(images), rows, cols, scores.shape[-1]), scores.dtype)
+            result[:, row_start:row_end, col_start:col_end] = scores[
+                :, row_start - row_first: row_end - row_first, col_start - col_first: col_end - col_first]
+    return result
+
+
 def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
     """``(H, W, 3)`` -> ``(round(H * scale), round(W * scale), 3)`` (area averaging down, bilinear up)."""
     height, width = image.shape[:2]
@@ -166,9 +240,11 @@ def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 def multiscale_scores(
-    fc_model: keras.Model, image, window, scales: Sequence[float] = (1.0,), stride=None, net_stride=None
+    fc_model: keras.Model, image, window, scales: Sequence[float] = (1.0,), stride=None, net_stride=None,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
 ) -> list[np.ndarray]:
-    """Score maps of one image resized by each of ``scales``: a list of ``(rows_k, cols_k, K)`` arrays.
+    """Score maps of one image resized by each of ``scales``: a list of ``(rows_k, cols_k, K)`` arrays; an image
+    (at a scale) above ``max_pixels`` pixels is scored in tiles (see :func:`tiled_scores`).
 
     Raises ``ValueError`` naming the scale if a resized image is smaller than the window.
     """
@@ -187,7 +263,7 @@ def multiscale_scores(
                 f"scale {scale}: the {image.shape[0]}x{image.shape[1]} image becomes {resized.shape[0]}x"
                 f"{resized.shape[1]}, smaller than the {window[0]}x{window[1]} window"
             )
-        maps.append(dense_scores(fc_model, resized, window, stride, net_stride)[0])
+        maps.append(dense_scores(fc_model, resized, window, stride, net_stride, max_pixels=max_pixels)[0])
     return maps
 
 
@@ -274,14 +350,17 @@ def overlay_heatmap(
 # --------------------------------------------------------------------------------- the tool's command
 
 
-def expand_inputs(inputs: Sequence[str], recursive: bool = True) -> list:
-    """Image files from files, folders (walked recursively) and glob patterns: ``[(path, relative path)]``.
+def expand_inputs(inputs: Sequence[str], recursive: bool = True, exclude: Sequence[str] = ()) -> tuple[list, list]:
+    """Image files from files, folders (walked recursively) and glob patterns, through the input walker every tool
+    shares (:func:`densevision.data.io.find_inputs`): ``([(path, relative path)], [{"path", "error"}] skipped)``;
+    an unusable entry (a symbolic link loop) is skipped with a warning, never the whole folder.
 
-    See :func:`densevision.data.io.list_images` (raises ``DatasetError`` naming every bad input).
+    Raises:
+        DatasetError: no image file at all.
     """
-    from densevision.data.io import list_images
+    from densevision.data.io import find_inputs
 
-    return list_images(inputs, recursive=recursive)
+    return find_inputs(inputs, recursive=recursive, exclude=exclude)
 
 
 def load_classifier(recipe, weights: str) -> keras.Model:
@@ -420,6 +499,7 @@ def sliding_classify_command(
     conv_bands: Optional[str] = "auto-cpu",
     progress: bool = True,
     overwrite: bool = False,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
 ) -> int:
     """``tools/sliding_classify.py``: dense class-score maps, image-level top-k and heat-map overlays.
 
@@ -429,10 +509,14 @@ def sliding_classify_command(
     (one ``(rows, cols, K)`` logit map per scale), and ``output/results.json`` for all images; prints the top-k
     classes per image.
 
+    Images above ``max_pixels`` pixels (at a scale) are scored in tiles, bounding memory as ``tools/predict.py``
+    does (``None``: one pass).
+
     Every output is planned before the first image: existing files are refused unless ``overwrite``, two inputs
-    that would write the same file are refused. An image that cannot be read or is smaller than the window is
-    skipped with a warning and listed under ``"failures"`` in ``results.json``, which is always written (also
-    when the run is interrupted: ``"complete": false``).
+    that would write the same file are refused. An image that cannot be read or is smaller than the window, and an
+    input entry that cannot be used (a symbolic link loop, a broken link) are skipped with a warning and listed
+    under ``"failures"`` in ``results.json``, which is always written (also when the run is interrupted:
+    ``"complete": false``). Files in the output folder are never read as inputs.
 
     Returns:
         0, or 1 if an image was skipped.
@@ -454,18 +538,14 @@ def sliding_classify_command(
     from densevision.errors import UsageError
     from densevision.files import check_writable_dir, write_json, write_npz, write_png
     from densevision.inference.fully_convolutional import to_fully_convolutional
-    from densevision.recipes import load_recipe
+    from densevision.engine.demo import load_tool_recipe
     from densevision.visualization.segmentation import side_by_side
 
     check_options(k, scales, stride, reduce)
     scales = [float(s) for s in scales]
     check_writable_dir(output, what="--output folder")
-    recipe = load_recipe(recipe_path, overrides=list(overrides), demo=demo)
-    if demo:
-        from densevision.engine.demo import apply_demo
-
-        recipe = apply_demo(recipe)
-    files = expand_inputs(inputs)
+    recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
+    files, skipped = expand_inputs(inputs, exclude=[output])
     model = load_classifier(recipe, weights)
     window = tuple(model.inputs[0].shape[1:3])
     if None in window:
@@ -488,7 +568,8 @@ def sliding_classify_command(
     print(f"window {window[0]}x{window[1]}, network stride {net_stride[0]}, sliding stride {stride}, "
           f"scales {scales}, reduce {reduce}, {len(files)} image(s) -> {out_dir}")
 
-    results, failures = [], []
+    results = []
+    failures = [{"image": item["path"], "relative": None, "error": item["error"]} for item in skipped]
     summary = {"recipe": str(recipe_path), "weights": str(weights), "window": list(window), "stride": stride,
                "scales": scales, "reduce": reduce, "class_names": class_names, "complete": False,
                "images": results, "failures": failures}
@@ -497,7 +578,7 @@ def sliding_classify_command(
                                                            every=10):
             try:
                 image = read_image(path)
-                maps = multiscale_scores(fc_model, image, window, scales, stride, net_stride)
+                maps = multiscale_scores(fc_model, image, window, scales, stride, net_stride, max_pixels=max_pixels)
             except (ImageReadError, ValueError) as error:  # unreadable, or smaller than the window
                 reason = error.reason if isinstance(error, ImageReadError) else str(error)
                 tqdm.write(f"warning: {path}: skipped: {reason}", file=sys.stderr)
@@ -521,6 +602,6 @@ def sliding_classify_command(
     finally:  # partial results are results too: written even when a later image or Ctrl-C stops the run
         write_json(results_path, summary)
     if failures:
-        print(f"{len(failures)} of {len(rows)} image(s) skipped (listed under 'failures' in {results_path})",
-              file=sys.stderr)
+        print(f"{len(failures)} of {len(rows) + len(skipped)} input(s) skipped (listed under 'failures' in "
+              f"{results_path})", file=sys.stderr)
     return 1 if failures else 0

@@ -14,6 +14,8 @@ The engine calls only these methods, so it trains, evaluates and predicts any ta
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -36,6 +38,27 @@ def final_output(outputs):
 def to_uint8(image) -> np.ndarray:
     """Float pixels in [0, 255] (any numeric type) -> uint8 (rounded, clipped)."""
     return np.clip(np.rint(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
+
+
+def keep_earlier(path, records: list[dict], key: str, unwrap: Callable[[Any], Any] = lambda data: data
+                 ) -> list[dict]:
+    """For ``--resume``: the records an earlier run wrote to ``path`` for inputs this run did not answer, then
+    ``records`` (an input answered again keeps only its newest record).
+
+    Args:
+        path: the earlier run's JSON summary file (missing or unreadable: nothing earlier).
+        records: this run's records (dicts).
+        key: the record field naming the input (``"image"``, ``"path"``).
+        unwrap: the list of records inside the file's JSON (``lambda data: data["predictions"]``).
+    """
+    try:
+        earlier = unwrap(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier = []
+    answered = {record[key] for record in records}
+    kept = [record for record in (earlier if isinstance(earlier, list) else [])
+            if isinstance(record, dict) and record.get(key) not in answered]
+    return kept + list(records)
 
 
 class Task:
@@ -61,6 +84,9 @@ class Task:
     default_loss: str = ""
     #: rank of the model's (last) output including the batch axis, checked against checkpoints
     output_rank: Optional[int] = None
+    #: input size / output size of a rank-4 output (1: a map at the input's size, 4: heatmaps at a quarter of it);
+    #: with ``output_rank`` it tells a checkpoint of another task (a pose model in a segmentation recipe)
+    output_stride: Optional[int] = None
 
     def __init__(self, recipe, info: dict[str, Any]):
         self.recipe = recipe

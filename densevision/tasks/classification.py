@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from densevision.registry import LOSSES, TASKS
-from densevision.tasks.base import Task, final_output, to_uint8
+from densevision.tasks.base import Task, final_output, keep_earlier, to_uint8
 
 @LOSSES.register("softmax_cross_entropy", task="classification")
 def softmax_cross_entropy(label_smoothing: float = 0.0) -> Callable:
@@ -253,6 +253,8 @@ class ClassificationTask(Task):
         from densevision.files import write_json, write_text
 
         output_dir = Path(output_dir)
+        if resume:  # inputs of an earlier run into this folder that this run did not answer keep their rows
+            records = keep_earlier(output_dir / "predictions.json", records, "path", lambda data: data["predictions"])
         records = sorted(records, key=lambda record: record["path"])
         rows = io.StringIO()
         writer = csv.writer(rows)

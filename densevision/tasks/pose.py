@@ -34,7 +34,7 @@ import tensorflow as tf
 from densevision.data import topdown
 from densevision.data.boxes import load_boxes_file
 from densevision.registry import CODECS, TASKS
-from densevision.tasks.base import Task, final_output, to_uint8
+from densevision.tasks.base import Task, final_output, keep_earlier, to_uint8
 
 DEFAULT_INPUT_SIZE = (256, 256)
 #: metric name -> (result key, default threshold)
@@ -50,6 +50,7 @@ class PoseTask(Task):
 
     name = "pose"
     output_rank = 4  # (B, h, w, J) heatmaps
+    output_stride = 4  # heatmaps at a quarter of the crop (every densevision pose model)
     default_loss = "heatmap_mse"
 
     def __init__(self, recipe, info: dict[str, Any]):
@@ -391,19 +392,12 @@ class PoseTask(Task):
 
     def finish_predictions(self, records: list, output_dir, options, resume: bool = False) -> list:
         """``results.json``: every person of every image (with ``resume``, earlier runs' images are kept)."""
-        import json
-
         from densevision.files import write_json
 
         path = Path(output_dir) / "results.json"
         results = [entry for record in records for entry in record]
-        if resume and path.is_file():
-            try:
-                earlier = json.loads(path.read_text())
-            except (OSError, ValueError):
-                earlier = []
-            done_now = {entry["image"] for entry in results}
-            results = [e for e in earlier if isinstance(e, dict) and e.get("image") not in done_now] + results
+        if resume:
+            results = keep_earlier(path, results, "image")
         write_json(path, sorted(results, key=lambda entry: entry["image"]))
         return [path]
 

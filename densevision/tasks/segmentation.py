@@ -157,6 +157,7 @@ class SegmentationTask(Task):
 
     name = "segmentation"
     output_rank = 4  # (B, H, W, K) logits
+    output_stride = 1
     default_monitor = ("miou", "max")
     default_loss = "cross_entropy"
 

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from densevision.data.boxes import load_boxes_file
+from densevision.engine.demo import load_tool_recipe
 from densevision.errors import DensevisionError
 from densevision.files import check_writable_file
 from densevision.runs import is_run_dir, resolve_model_source
@@ -192,13 +193,8 @@ def _run(args: argparse.Namespace) -> int:
     _check_options(args, recipe_path)
     recipe = None
     if recipe_path:
-        from densevision.recipes import load_recipe
-
-        recipe = load_recipe(recipe_path, list(args.overrides), demo=args.demo)
-        if args.demo:  # as the other tools: the demo dataset defines what a --demo checkpoint predicts
-            from densevision.engine.demo import apply_demo
-
-            recipe = apply_demo(recipe)
+        # as the other tools: the demo dataset defines what a --demo checkpoint predicts; --set wins over --demo
+        recipe = load_tool_recipe(recipe_path, list(args.overrides), demo=args.demo)
         if recipe.task != "pose" and _pose_only_options(args):
             raise VideoError(f"{', '.join(_pose_only_options(args))}: pose options, but recipe {recipe.name!r} is a "
                              f"{recipe.task} recipe")

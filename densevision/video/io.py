@@ -344,7 +344,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if path.is_dir():
         raise VideoError(f"output {path} is a folder; expected a video file name")
     if path.exists() and not overwrite:
-        raise VideoError(f"output {path} already exists; pass --overwrite (overwrite=True) to replace it")
+        raise VideoError(f"output {path} already exists; pass --overwrite to replace it")
     return path
 
 
