@@ -9,7 +9,7 @@
     model.export("saved_model", "exported/")                           # a checked SavedModel
 
 Everything here sits over the machinery the tools use, so the API and the tools give the same answers: recipe
-loading (:func:`densevision.recipes.load_recipe`, ``--demo`` through :func:`densevision.engine.demo.apply_demo`),
+loading (:func:`densevision.recipes.load_recipe`, ``--demo`` and ``--set`` through :func:`densevision.engine.demo.load_tool_recipe`),
 checkpoint loading and matching (:func:`~densevision.engine.checkpoints.load_checkpoint`,
 :func:`~densevision.engine.compat.check_checkpoint_matches`), the tasks' per-image prediction (tiling of large
 images, flip and scale averaging, people finding) as :mod:`densevision.engine.predictor` runs it, evaluation
@@ -30,12 +30,12 @@ from densevision.data.io import as_rgb_uint8, read_image
 from densevision.engine import export as export_lib
 from densevision.engine.checkpoints import load_checkpoint
 from densevision.engine.compat import check_checkpoint_matches
-from densevision.engine.demo import apply_demo
+from densevision.engine.demo import load_tool_recipe
 from densevision.engine.evaluator import run_evaluation
 from densevision.engine.predictor import DEFAULT_MAX_PIXELS, PredictOptions, make_forward, prediction_info
 from densevision.engine.predictor import validate_options
 from densevision.errors import UsageError
-from densevision.recipes import Recipe, load_recipe
+from densevision.recipes import Recipe
 from densevision.registry import TASKS
 from densevision.runs import ModelSource, resolve_model_source
 
@@ -79,9 +79,7 @@ def load(source: Union[str, os.PathLike], weights: Union[str, os.PathLike, None]
         DensevisionError: a source, recipe or checkpoint that cannot be used (the message names it).
     """
     resolved = resolve_source(source, weights)
-    recipe = load_recipe(resolved.recipe, list(overrides), demo=demo)
-    if demo:
-        recipe = apply_demo(recipe)
+    recipe = load_tool_recipe(resolved.recipe, list(overrides), demo=demo)
     info = prediction_info(recipe)
     task = TASKS.get(recipe.task)(recipe, info)
     model = load_checkpoint(resolved.weights, recipe)
