@@ -4,16 +4,20 @@
     python benchmarks/memory_efficient.py --model fc_densenet103 --size 360 480 --batch 1 --budget-gb 16
 
 Each variant (plain graph, memory-efficient dense layers) runs in its own subprocess: build the model and the
-optimiser, one warm-up training step (tracing), then ``--steps`` timed steps. Memory is the process's resident set:
-the peak over the timed steps (``VmHWM`` reset through ``/proc/self/clear_refs`` before them; where the kernel
-refuses, ``ru_maxrss`` over the whole run) minus the resident set before them (model, optimiser state and traced
-graph). With ``--batch2`` each variant also runs at a second batch size, giving the memory per extra image and so
-the largest batch that fits in ``--budget-gb`` (a linear extrapolation, printed as such). Prints one JSON line per
-run, then the ratios lean / plain of peak step memory and of step time.
+optimiser, one warm-up training step (tracing), then ``--steps`` timed steps. Two memory figures:
+
+- peak RSS: the process's peak resident set (``ru_maxrss``) minus its resident set after building the model; it
+  includes tracing the step (the freed memory of a step stays with the allocator, so the resident set after the
+  warm-up step cannot serve as the baseline);
+- peak tensor memory: the peak of TensorFlow's CPU allocator (run as BFC, ``TF_CPU_ALLOCATOR_USE_BFC``) over the
+  timed steps minus what it held before them (weights, optimiser state): the live tensors of a step alone.
+
+With ``--batch2`` each variant also runs at a second batch size, giving the peak RSS per extra image and so the
+largest batch that fits in ``--budget-gb`` (a linear extrapolation, printed as such). Prints one JSON line per run,
+then the ratios memory-efficient / plain of both memory figures and of the step time.
 """
 
 import argparse
-import ctypes
 import json
 import os
 import resource
@@ -27,27 +31,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 VARIANTS = {"plain": False, "memory_efficient": True}
 
 
-def _status_kib(field: str) -> int:
-    """A ``/proc/self/status`` figure (``VmRSS``, ``VmHWM``) in KiB."""
+def _rss_kib() -> int:
+    """The current resident set (``VmRSS``) in KiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
+        if line.startswith("VmRSS:"):
             return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak resident set (``VmHWM``, what ``ru_maxrss`` reports) to the current one."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def child(args) -> dict:
     """One variant in this process: build, warm up, time ``args.steps`` training steps, measure memory."""
-    import keras  # noqa: PLC0415 - imported after argument parsing so the parent process stays light
+    # imported here, after argument parsing, so that the parent process stays light
+    import keras  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
 
     from densevision.registry import MODELS  # noqa: PLC0415
 
@@ -59,28 +56,21 @@ def child(args) -> dict:
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (args.batch, height, width, 3)).astype("float32")
     labels = rng.integers(0, args.classes, (args.batch, height, width)).astype("int32")
-    built_kib = _status_kib("VmRSS")
-    model.train_on_batch(images, labels)  # traces the step; its peak also counts in ru_maxrss
-    whole_run_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # glibc keeps freed heap pages; hand them back so the resident set before the timed steps is what is live
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before_kib = _status_kib("VmRSS")
-    reset = _reset_peak()
+    built_kib = _rss_kib()
+    model.train_on_batch(images, labels)  # warm-up: traces the step
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    held = tf.config.experimental.get_memory_info("CPU:0")["current"]
     times = []
     for _ in range(args.steps):
         started = time.perf_counter()
         model.train_on_batch(images, labels)
         times.append(time.perf_counter() - started)
-    if reset:
-        peak_kib, baseline_kib = _status_kib("VmHWM"), before_kib
-    else:
-        peak_kib, baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, built_kib
+    tensor_peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - held
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "variant": args.variant, "model": args.model, "size": [height, width], "batch": args.batch,
-        "step_peak_gb": round((peak_kib - baseline_kib) / 2**20, 3),
-        "warmup_peak_gb": round((whole_run_kib - built_kib) / 2**20, 3),
-        "peak_from": "VmHWM over the timed steps" if reset else "ru_maxrss over the whole run",
-        "rss_before_steps_gb": round(before_kib / 2**20, 3), "rss_after_build_gb": round(built_kib / 2**20, 3),
+        "rss_peak_gb": round((peak_kib - built_kib) / 2**20, 3), "tensor_peak_gb": round(tensor_peak / 2**30, 3),
+        "rss_after_build_gb": round(built_kib / 2**20, 3), "tensors_held_gb": round(held / 2**30, 3),
         "step_s": round(sorted(times)[len(times) // 2], 2), "steps": args.steps,
     }
 
@@ -89,7 +79,9 @@ def run_variant(args, variant: str, batch: int) -> dict:
     """``child`` in a fresh Python process (its peak memory is its own); its JSON line."""
     command = [sys.executable, __file__, "--child", variant, "--model", args.model, "--size", *map(str, args.size),
                "--batch", str(batch), "--steps", str(args.steps), "--classes", str(args.classes)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    # TensorFlow's BFC allocator on the CPU counts the bytes of live tensors (get_memory_info)
+    env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         tail = "\n".join(done.stderr.splitlines()[-15:])
@@ -117,20 +109,21 @@ def main() -> int:
 
     results = {variant: run_variant(args, variant, args.batch) for variant in VARIANTS}
     plain, lean = results["plain"], results["memory_efficient"]
-    print(f"{args.model} {args.size[0]}x{args.size[1]} batch {args.batch}: peak step memory "
-          f"{plain['step_peak_gb']:.2f} GB plain, {lean['step_peak_gb']:.2f} GB memory-efficient, "
-          f"ratio {lean['step_peak_gb'] / plain['step_peak_gb']:.2f}; step time {plain['step_s']:.2f} s vs "
+    print(f"{args.model} {args.size[0]}x{args.size[1]} batch {args.batch}, plain vs memory-efficient: "
+          f"peak RSS over the build {plain['rss_peak_gb']:.2f} vs {lean['rss_peak_gb']:.2f} GB, ratio "
+          f"{lean['rss_peak_gb'] / plain['rss_peak_gb']:.2f}; peak tensor memory of a step "
+          f"{plain['tensor_peak_gb']:.2f} vs {lean['tensor_peak_gb']:.2f} GB, ratio "
+          f"{lean['tensor_peak_gb'] / plain['tensor_peak_gb']:.2f}; step time {plain['step_s']:.2f} vs "
           f"{lean['step_s']:.2f} s, ratio {lean['step_s'] / plain['step_s']:.2f}")
     if args.batch2:
         for variant, first in results.items():
             second = run_variant(args, variant, args.batch2)
-            per_image = (second["step_peak_gb"] - first["step_peak_gb"]) / (args.batch2 - args.batch)
-            fixed = first["rss_before_steps_gb"]
-            largest = int((args.budget_gb - fixed - first["step_peak_gb"]) // per_image) + args.batch \
-                if per_image > 0 else None
-            print(f"{variant}: {per_image:.2f} GB per extra image (batches {args.batch} and {args.batch2}); "
-                  f"largest batch in {args.budget_gb:g} GB (resident {fixed:.2f} GB + step), extrapolated "
-                  f"linearly: {largest}")
+            per_image = (second["rss_peak_gb"] - first["rss_peak_gb"]) / (args.batch2 - args.batch)
+            total = first["rss_after_build_gb"] + first["rss_peak_gb"]
+            largest = int((args.budget_gb - total) // per_image) + args.batch if per_image > 0 else None
+            print(f"{variant}: {per_image:.2f} GB peak RSS per extra image (batches {args.batch} and {args.batch2});"
+                  f" largest batch within {args.budget_gb:g} GB of peak RSS, extrapolated linearly from "
+                  f"{total:.2f} GB at batch {args.batch}: {largest}")
     return 0
 
 

@@ -197,28 +197,20 @@ def recomputed_bn_relu_conv(bn, relu, conv, parts):
     Returns:
         ``(B, H, W, conv.filters)``.
     """
-    parts = list(parts)
+    calls = []
 
-    def run(inputs, update: bool):
-        x = inputs[0] if len(inputs) == 1 else ops.concatenate(inputs, axis=-1)
-        x = bn(x, training=True) if update else _batch_norm_without_update(bn, x)
+    def run(*inputs):
+        # tf.recompute_grad runs this first for the forward pass, then again inside the gradient: only the
+        # first run may update the moving statistics (they must move once per training step)
+        first = not calls
+        calls.append(True)
+        x = inputs[0] if len(inputs) == 1 else ops.concatenate(list(inputs), axis=-1)
+        x = bn(x, training=True) if first else _batch_norm_without_update(bn, x)
         return conv(relu(x))
 
-    @tf.custom_gradient
-    def segment(*inputs):
-        out = run(list(inputs), update=True)
-
-        def grad(upstream, variables=None):
-            variables = list(variables or [])
-            with tf.GradientTape() as tape:
-                tape.watch(inputs)
-                again = run(list(inputs), update=False)
-            grads = tape.gradient(again, list(inputs) + variables, output_gradients=upstream)
-            return grads[: len(inputs)], grads[len(inputs):]
-
-        return out, grad
-
-    return segment(*parts)
+    # tf.recompute_grad keeps the forward pass off the tape and makes the recomputation wait for the incoming
+    # gradient, so nothing inside the segment stays alive between the forward and the backward pass
+    return tf.recompute_grad(run)(*parts)
 
 
 def _is_relu(layer) -> bool:
