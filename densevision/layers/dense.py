@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from keras import ops
+from keras import ops, tree
 from keras.src.models.functional import Functional  # no public name: the class Keras builds Model(inputs, outputs) as
-from keras.src import tree
 
 from densevision.layers.padding import CropLike
 
