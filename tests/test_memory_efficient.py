@@ -147,3 +147,22 @@ def test_dense_decoder_gradients_match_plain_graph():
     lean_logits, lean_grads = outputs_and_gradients(lean, images, labels)
     np.testing.assert_allclose(lean_logits, plain_logits, rtol=1e-5, atol=1e-5)
     assert_same_gradients(plain_grads, lean_grads)
+
+
+def test_classifier_init_zeros_starts_at_uniform_probabilities_and_learns():
+    keras.utils.set_random_seed(0)
+    zero = fc_densenet(NUM_CLASSES, [2, 2], 2, 4, first_filters=8, dropout=0.0, classifier_init="zeros")
+    keras.utils.set_random_seed(0)
+    default = fc_densenet(NUM_CLASSES, [2, 2], 2, 4, first_filters=8, dropout=0.0)
+    images, labels = batch()
+    assert not np.any(zero.get_layer("logits").kernel.numpy())
+    np.testing.assert_array_equal(zero.predict(images, verbose=0), 0.0)  # softmax: 1/K for every class
+    assert np.abs(default.get_layer("logits").kernel.numpy()).max() > 0.01
+    zero.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    zero.train_on_batch(images, labels)
+    assert np.abs(zero.get_layer("logits").kernel.numpy()).max() > 0  # the kernel gets a gradient at once
+    # the recipe key reaches the builder
+    recipe = load_recipe("recipes/tiramisu56_camvid.yaml", ["model.classifier_init=zeros"])
+    assert not np.any(build_model(recipe).get_layer("logits").kernel.numpy())
+    with pytest.raises(RecipeError, match="classifier_init"):
+        load_recipe("recipes/tiramisu56_camvid.yaml", ["model.classifier_init=ones"])
