@@ -13,7 +13,8 @@ optimiser, one warm-up training step (tracing), then ``--steps`` timed steps. Tw
   timed steps minus what it held before them (weights, optimiser state): the live tensors of a step alone.
 
 With ``--batch2`` each variant also runs at a second batch size, giving the peak RSS per extra image and so the
-largest batch that fits in ``--budget-gb`` (a linear extrapolation, printed as such). Prints one JSON line per run,
+largest batch that fits in ``--budget-gb`` (a linear extrapolation, printed as such). With ``--interleaved`` a third
+process builds both variants and alternates their timed steps, so that other jobs on the machine slow both alike. Prints one JSON line per run,
 then the ratios memory-efficient / plain of both memory figures and of the step time.
 """
 
@@ -39,23 +40,44 @@ def _rss_kib() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def child(args) -> dict:
-    """One variant in this process: build, warm up, time ``args.steps`` training steps, measure memory."""
-    # imported here, after argument parsing, so that the parent process stays light
+def _compiled_model_and_batch(args, memory_efficient: bool):
+    """The model (compiled with RMSprop and sparse cross-entropy) and one random batch of ``args.batch``."""
+    # imported here, in the child only, so that the parent process stays light
     import keras  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
 
     from densevision.registry import MODELS  # noqa: PLC0415
 
     keras.utils.set_random_seed(0)
-    model = MODELS.get(args.model)(num_classes=args.classes, memory_efficient=VARIANTS[args.variant])
+    model = MODELS.get(args.model)(num_classes=args.classes, memory_efficient=memory_efficient)
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    height, width = args.size
     rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (args.batch, height, width, 3)).astype("float32")
-    labels = rng.integers(0, args.classes, (args.batch, height, width)).astype("int32")
+    images = rng.uniform(0, 255, (args.batch, *args.size, 3)).astype("float32")
+    labels = rng.integers(0, args.classes, (args.batch, *args.size)).astype("int32")
+    return model, images, labels
+
+
+def interleaved_times(args) -> dict:
+    """Both variants in one process, their timed steps alternating, so that other jobs slow both alike."""
+    pairs = {variant: _compiled_model_and_batch(args, flag) for variant, flag in VARIANTS.items()}
+    times = {variant: [] for variant in VARIANTS}
+    for model, images, labels in pairs.values():
+        model.train_on_batch(images, labels)  # warm-up: traces the step
+    for _ in range(args.steps):
+        for variant, (model, images, labels) in pairs.items():
+            started = time.perf_counter()
+            model.train_on_batch(images, labels)
+            times[variant].append(time.perf_counter() - started)
+    return {"variant": "interleaved", "step_s": {v: [round(t, 2) for t in ts] for v, ts in times.items()}}
+
+
+def child(args) -> dict:
+    """One variant in this process: build, warm up, time ``args.steps`` training steps, measure memory."""
+    import tensorflow as tf  # noqa: PLC0415 - in the child only, as above
+
+    model, images, labels = _compiled_model_and_batch(args, VARIANTS[args.variant])
+    height, width = args.size
     built_kib = _rss_kib()
     model.train_on_batch(images, labels)  # warm-up: traces the step
     tf.config.experimental.reset_memory_stats("CPU:0")
@@ -100,11 +122,13 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2, help="timed steps after the warm-up step")
     parser.add_argument("--classes", type=int, default=12)
     parser.add_argument("--budget-gb", type=float, default=16.0, help="memory budget for the largest batch")
-    parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--interleaved", action="store_true",
+                        help="also time both variants in one process, alternating steps (a fairer time ratio)")
+    parser.add_argument("--child", choices=[*sorted(VARIANTS), "interleaved"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         args.variant = args.child
-        print(json.dumps(child(args)))
+        print(json.dumps(interleaved_times(args) if args.child == "interleaved" else child(args)))
         return 0
 
     results = {variant: run_variant(args, variant, args.batch) for variant in VARIANTS}
@@ -115,6 +139,11 @@ def main() -> int:
           f"{plain['tensor_peak_gb']:.2f} vs {lean['tensor_peak_gb']:.2f} GB, ratio "
           f"{lean['tensor_peak_gb'] / plain['tensor_peak_gb']:.2f}; step time {plain['step_s']:.2f} vs "
           f"{lean['step_s']:.2f} s, ratio {lean['step_s'] / plain['step_s']:.2f}")
+    if args.interleaved:
+        times = run_variant(args, "interleaved", args.batch)["step_s"]
+        plain_s, lean_s = min(times["plain"]), min(times["memory_efficient"])
+        print(f"interleaved in one process, best of {args.steps} steps each: {plain_s:.2f} s plain, {lean_s:.2f} s "
+              f"memory-efficient, ratio {lean_s / plain_s:.2f}")
     if args.batch2:
         for variant, first in results.items():
             second = run_variant(args, variant, args.batch2)
