@@ -14,8 +14,8 @@ optimiser, one warm-up training step (tracing), then ``--steps`` timed steps. Tw
 
 With ``--batch2`` each variant also runs at a second batch size, giving the peak RSS per extra image and so the
 largest batch that fits in ``--budget-gb`` (a linear extrapolation, printed as such). With ``--interleaved`` a third
-process builds both variants and alternates their timed steps, so that other jobs on the machine slow both alike. Prints one JSON line per run,
-then the ratios memory-efficient / plain of both memory figures and of the step time.
+process builds both variants and alternates their timed steps, so that other jobs on the machine slow both alike.
+Prints one JSON line per run, then the ratios memory-efficient / plain of both memory figures and of the step time.
 """
 
 import argparse

@@ -9,8 +9,9 @@ repeats, 2 n^3 FLOP each), measured in the same run. A training step (forward, b
 is counted as 3x the forward multiply-adds of :func:`densevision.layer_table`, 2 FLOP each: utilisation =
 ``6 x MACs x batch / step time / matmul FLOP/s``. A memory-efficient step does more work (the recomputation), but is
 credited with the same useful FLOPs. Each model runs one warm-up step (tracing), then ``--steps`` timed steps. Both
-the matmul and the steps take the best of their repeats (other jobs on a shared machine only slow things down); the
-matmul is measured before and after the models and the higher figure used.
+the matmul and the steps take the best of their repeats (other jobs on a shared machine only slow things down), and
+the matmul is measured just before and just after each model's steps, the higher figure used for that model: the
+load of a shared machine moves the matmul's own throughput by 2-3x within minutes.
 """
 
 import argparse
@@ -74,14 +75,13 @@ def step_time(model: keras.Model, size, batch: int, loss: str, steps: int) -> fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per model (best taken), after one warm-up step")
+    parser.add_argument("--steps", type=int, default=3,
+                        help="timed steps per model (the best taken), after one warm-up step")
     parser.add_argument("--memory-efficient", action="store_true",
                         help="also time the FC-DenseNets with model.memory_efficient")
     parser.add_argument("--only", nargs="+", help="labels (or registered names) to measure, default all")
     args = parser.parse_args()
 
-    peak_before = matmul_flops()
-    print(f"float32 matmul 2048x2048: {peak_before / 1e9:.1f} GFLOP/s", flush=True)
     rows = []
     for label, name, options, size, batch, loss in MODELS_MEASURED:
         if args.only and label not in args.only and name not in args.only:
@@ -92,22 +92,22 @@ def main() -> int:
             extra = {"memory_efficient": True} if memory_efficient else {}
             model = MODELS.get(name)(**options, **extra)
             macs = densevision.layer_table(model, (*size, 3))["totals"]["macs"]
+            before = matmul_flops()
             seconds = step_time(model, size, batch, loss, args.steps)
+            peak = max(before, matmul_flops())
+            achieved = 6 * macs * batch / seconds
             rows.append({"model": label + (", memory-efficient" if memory_efficient else ""), "size": list(size),
                          "batch": batch, "forward_gmacs_per_image": round(macs / 1e9, 2), "step_s": round(seconds, 2),
-                         "train_gflop_per_s": round(6 * macs * batch / seconds / 1e9, 1)})
+                         "train_gflop_per_s": round(achieved / 1e9, 1), "matmul_gflop_per_s": round(peak / 1e9, 1),
+                         "utilisation": round(achieved / peak, 3)})
             print(json.dumps(rows[-1]), flush=True)
             keras.backend.clear_session()
-    peak_after = matmul_flops()
-    peak = max(peak_before, peak_after)
-    print(f"float32 matmul 2048x2048 again: {peak_after / 1e9:.1f} GFLOP/s; utilisation against the higher, "
-          f"{peak / 1e9:.1f} GFLOP/s:")
-    print("| model | input, batch | forward GMACs/image | step | training GFLOP/s | utilisation |")
-    print("|---|---|---|---|---|---|")
+    print("| model | input, batch | forward GMACs/image | step | training GFLOP/s | matmul GFLOP/s | utilisation |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['model']} | {row['size'][0]}x{row['size'][1]}, {row['batch']} | "
               f"{row['forward_gmacs_per_image']} | {row['step_s']:.2f} s | {row['train_gflop_per_s']} | "
-              f"{row['train_gflop_per_s'] * 1e9 / peak:.0%} |")
+              f"{row['matmul_gflop_per_s']} | {row['utilisation']:.0%} |")
     return 0
 
 

@@ -238,7 +238,10 @@ class MemoryEfficientModel(Functional):
         self._segments = None
 
     def _find_segments(self) -> dict:
-        """``{id(bn node): (bn, relu, conv, conv node)}`` for each BN -> ReLU -> conv chain of single-use outputs."""
+        """``{id(bn node): (relu node, conv node)}`` for each BN -> ReLU -> conv chain of single-use outputs.
+
+        Nodes, not layers: layers stored in a model attribute would be tracked as extra sublayers.
+        """
         nodes = [node for depth_nodes in self._nodes_by_depth.values() for node in depth_nodes]
         consumers = {}
         for node in nodes:
@@ -251,6 +254,7 @@ class MemoryEfficientModel(Functional):
             users = consumers.get(id(node.outputs[0]), [])
             return users[0] if len(users) == 1 and len(users[0].input_tensors) == 1 else None
 
+        output_ids = {id(tensor) for tensor in self.outputs}  # by identity: == on KerasTensors is an op
         segments = {}
         for node in nodes:
             bn = node.operation
@@ -259,10 +263,10 @@ class MemoryEfficientModel(Functional):
                 continue
             relu_node = only_consumer(node)
             conv_node = relu_node and only_consumer(relu_node)
-            if conv_node is None or any(out in self.outputs for out in (node.outputs[0], relu_node.outputs[0])):
+            if conv_node is None or {id(node.outputs[0]), id(relu_node.outputs[0])} & output_ids:
                 continue
             if _is_relu(relu_node.operation) and isinstance(conv_node.operation, keras.layers.Conv2D):
-                segments[id(node)] = (bn, relu_node.operation, conv_node.operation, conv_node)
+                segments[id(node)] = (relu_node, conv_node)
         return segments
 
     def call(self, inputs, training=None, mask=None, **kwargs):
@@ -282,8 +286,9 @@ class MemoryEfficientModel(Functional):
                 layer = node.operation
                 segment = self._segments.get(id(node)) if layer.trainable else None
                 if segment is not None:
-                    bn, relu, conv, conv_node = segment
-                    values[id(conv_node.outputs[0])] = recomputed_bn_relu_conv(bn, relu, conv, _parts(args[0]))
+                    relu_node, conv_node = segment
+                    values[id(conv_node.outputs[0])] = recomputed_bn_relu_conv(
+                        layer, relu_node.operation, conv_node.operation, _parts(args[0]))
                     continue
                 if _is_channel_concat(layer) and not call_kwargs:
                     values[id(node.outputs[0])] = _Pieces(part for value in args[0] for part in _parts(value))
