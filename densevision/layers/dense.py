@@ -8,11 +8,18 @@ layer sees the concatenation of the block input and all earlier layers' outputs;
 BN -> ReLU -> 1x1 conv keeping the channel count -> dropout -> 2x2 max pool; a *transition up* is a 3x3
 transposed convolution with stride 2 applied only to the new feature maps of the block below, then
 concatenated with the skip connection of the same resolution.
+
+:class:`MemoryEfficientModel` runs the same graph with Pleiss et al.'s memory-efficient dense layers
+("Memory-Efficient Implementation of DenseNets", 2017): in training, the concatenation, batch norm and ReLU in
+front of each convolution are recomputed in the backward pass instead of kept.
 """
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
+from keras import ops, tree
+from keras.src.models.functional import Functional  # no public name: the class Keras builds Model(inputs, outputs) as
 
 from densevision.layers.padding import CropLike
 
@@ -134,3 +141,162 @@ def transition_up(new_maps, skip, filters: int, *, stride: int = 2, name: str):
     # With inputs padded to the network stride the sizes already agree; cropping keeps odd sizes working.
     up = CropLike(name=f"{name}_crop")([up, skip])
     return keras.layers.Concatenate(axis=-1, name=f"{name}_concat")([up, skip])
+
+
+# ------------------------------------------------------------------------------ memory-efficient execution
+
+
+class _Pieces:
+    """A channel concatenation not yet made: its parts ``(B, H, W, c_i)``, concatenated only where needed.
+
+    Deliberately no sequence type, so ``tree`` treats it as one value while the graph runs.
+    """
+
+    def __init__(self, parts):
+        self.parts = tuple(parts)
+        self._joined = None
+
+    def join(self):
+        """The concatenation ``(B, H, W, sum c_i)``, made once."""
+        if self._joined is None:
+            self._joined = self.parts[0] if len(self.parts) == 1 else ops.concatenate(list(self.parts), axis=-1)
+        return self._joined
+
+
+def _parts(value) -> tuple:
+    return value.parts if isinstance(value, _Pieces) else (value,)
+
+
+def _join_all(structure):
+    return tree.map_structure(lambda v: v.join() if isinstance(v, _Pieces) else v, structure)
+
+
+def _batch_norm_without_update(bn: keras.layers.BatchNormalization, x):
+    """``bn(x, training=True)`` without touching the moving statistics: the same operations as Keras 3.15's
+    ``BatchNormalization.call`` (no mask, no renorm), for the recomputation in the backward pass."""
+    x = ops.cast(x, keras.backend.result_type(x.dtype, "float32"))
+    mean, variance = bn._moments(x, None)  # the layer's own reduction (synchronized across replicas if asked)
+    gamma = ops.cast(bn.gamma, x.dtype) if bn.scale else None
+    beta = ops.cast(bn.beta, x.dtype) if bn.center else None
+    out = ops.batch_normalization(x, mean, variance, axis=bn.axis, offset=beta, scale=gamma, epsilon=bn.epsilon)
+    return ops.cast(out, bn.compute_dtype)
+
+
+def recomputed_bn_relu_conv(bn, relu, conv, parts):
+    """``conv(relu(bn(concat(parts))))`` in training mode, keeping only ``parts`` and the result for the backward pass.
+
+    The forward pass calls the layers themselves (the batch-norm moving statistics are updated there, once); the
+    backward pass recomputes the concatenation, batch norm (batch statistics, no update) and ReLU and
+    differentiates through them, so the gradients are those of the plain graph.
+
+    Args:
+        bn, relu, conv: a trainable ``BatchNormalization``, an ``Activation("relu")`` and a ``Conv2D``.
+        parts: tensors ``(B, H, W, c_i)`` whose channel concatenation feeds ``bn``.
+
+    Returns:
+        ``(B, H, W, conv.filters)``.
+    """
+    calls = []
+
+    def run(*inputs):
+        # tf.recompute_grad runs this first for the forward pass, then again inside the gradient: only the
+        # first run may update the moving statistics (they must move once per training step)
+        first = not calls
+        calls.append(True)
+        x = inputs[0] if len(inputs) == 1 else ops.concatenate(list(inputs), axis=-1)
+        x = bn(x, training=True) if first else _batch_norm_without_update(bn, x)
+        return conv(relu(x))
+
+    # tf.recompute_grad keeps the forward pass off the tape and makes the recomputation wait for the incoming
+    # gradient, so nothing inside the segment stays alive between the forward and the backward pass
+    return tf.recompute_grad(run)(*parts)
+
+
+def _is_relu(layer) -> bool:
+    return isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "relu"
+
+
+def _is_channel_concat(layer) -> bool:
+    return isinstance(layer, keras.layers.Concatenate) and layer.axis == -1
+
+
+@keras.saving.register_keras_serializable(package="densevision")
+class MemoryEfficientModel(Functional):
+    """A functional model whose BN -> ReLU -> conv layers are recomputed in the backward pass when training.
+
+    Built like ``keras.Model(inputs, outputs)``, from the same layers, so weights, layer names and checkpoints
+    are those of the plain model (``model.set_weights`` / ``load_weights`` work either way). In training,
+    channel concatenations (``Concatenate(axis=-1)``) are not made until something other than such a segment
+    needs them, and every ``BatchNormalization`` -> ``Activation("relu")`` -> ``Conv2D`` chain (each output used
+    once) runs through :func:`recomputed_bn_relu_conv`: only the concatenated parts and the convolution's output
+    stay in memory, so a dense block keeps ``O(L)`` instead of ``O(L^2)`` maps. Inference runs the plain graph.
+    Dropout after the convolution stays outside the recomputed segment (its mask is drawn once).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._segments = None
+
+    def _find_segments(self) -> dict:
+        """``{id(bn node): (relu node, conv node)}`` for each BN -> ReLU -> conv chain of single-use outputs.
+
+        Nodes, not layers: layers stored in a model attribute would be tracked as extra sublayers.
+        """
+        nodes = [node for depth_nodes in self._nodes_by_depth.values() for node in depth_nodes]
+        consumers = {}
+        for node in nodes:
+            for tensor in node.input_tensors:
+                consumers.setdefault(id(tensor), []).append(node)
+
+        def only_consumer(node):
+            if len(node.outputs) != 1:
+                return None
+            users = consumers.get(id(node.outputs[0]), [])
+            return users[0] if len(users) == 1 and len(users[0].input_tensors) == 1 else None
+
+        output_ids = {id(tensor) for tensor in self.outputs}  # by identity: == on KerasTensors is an op
+        segments = {}
+        for node in nodes:
+            bn = node.operation
+            if not (isinstance(bn, keras.layers.BatchNormalization) and bn.axis in (-1, len(node.outputs[0].shape) - 1)
+                    and not bn.renorm and node.arguments.kwargs.get("mask") is None):
+                continue
+            relu_node = only_consumer(node)
+            conv_node = relu_node and only_consumer(relu_node)
+            if conv_node is None or {id(node.outputs[0]), id(relu_node.outputs[0])} & output_ids:
+                continue
+            if _is_relu(relu_node.operation) and isinstance(conv_node.operation, keras.layers.Conv2D):
+                segments[id(node)] = (relu_node, conv_node)
+        return segments
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        if not training or mask is not None:
+            return super().call(inputs, training=training, mask=mask, **kwargs)
+        if self._segments is None:
+            self._segments = self._find_segments()
+        values = dict(zip((id(x) for x in self.inputs), tree.flatten(self._standardize_inputs(inputs))))
+        # the loop of keras' Function._run_through_graph, with concatenations deferred and segments recomputed
+        for depth in sorted(self._nodes_by_depth, reverse=True):
+            for node in self._nodes_by_depth[depth]:
+                if not node.operation or node.is_input:
+                    continue
+                if any(id(x) not in values for x in node.input_tensors):
+                    continue  # inside a recomputed segment (or unreachable): produced elsewhere
+                args, call_kwargs = node.arguments.fill_in(values)
+                layer = node.operation
+                segment = self._segments.get(id(node)) if layer.trainable else None
+                if segment is not None:
+                    relu_node, conv_node = segment
+                    values[id(conv_node.outputs[0])] = recomputed_bn_relu_conv(
+                        layer, relu_node.operation, conv_node.operation, _parts(args[0]))
+                    continue
+                if _is_channel_concat(layer) and not call_kwargs:
+                    values[id(node.outputs[0])] = _Pieces(part for value in args[0] for part in _parts(value))
+                    continue
+                if "training" in getattr(layer, "_call_context_args", {}):
+                    call_kwargs["training"] = training
+                outputs = layer(*_join_all(args), **_join_all(call_kwargs))
+                for x, y in zip(node.outputs, tree.flatten(outputs)):
+                    values[id(x)] = y
+        outputs = [_join_all(values[id(x)]) for x in self.outputs]
+        return tree.pack_sequence_as(self._outputs_struct, outputs)

@@ -9,12 +9,18 @@ All take float32 RGB ``[0, 255]`` images ``(B, H, W, 3)`` of any size and return
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import keras
 
 from densevision.backbones.api import build_backbone, feature_strides, freeze_backbone
-from densevision.layers.dense import DEFAULT_BN_MOMENTUM, dense_block, transition_down, transition_up
+from densevision.layers.dense import (
+    DEFAULT_BN_MOMENTUM,
+    MemoryEfficientModel,
+    dense_block,
+    transition_down,
+    transition_up,
+)
 from densevision.layers.padding import CropLike, PadToMultiple
 from densevision.layers.preprocessing import Preprocess
 from densevision.registry import MODELS
@@ -41,9 +47,23 @@ def _check_common(num_classes: int, growth_rate: int, dropout: float, bn_momentu
         raise ValueError(f"bn_momentum: expected a value in [0, 1), got {bn_momentum!r}")
 
 
-def logits_layer(x, num_classes: int, name: str = "logits"):
-    """1x1 conv to ``num_classes`` logits, kept in float32 under mixed precision: ``(B, h, w, C) -> (B, h, w, K)``."""
-    return keras.layers.Conv2D(num_classes, 1, dtype="float32", kernel_initializer="he_uniform", name=name)(x)
+#: ``classifier_init`` choices: the classifier's kernel initialiser (its bias starts at zero either way)
+ClassifierInit = Literal["he_uniform", "zeros"]
+
+
+def logits_layer(x, num_classes: int, name: str = "logits", kernel_initializer: ClassifierInit = "he_uniform"):
+    """1x1 conv to ``num_classes`` logits, kept in float32 under mixed precision: ``(B, h, w, C) -> (B, h, w, K)``.
+
+    ``kernel_initializer="zeros"`` starts every pixel at uniform class probabilities (all logits 0); the kernel
+    still learns from the first step, as its inputs are not zero.
+    """
+    return keras.layers.Conv2D(num_classes, 1, dtype="float32", kernel_initializer=kernel_initializer, name=name)(x)
+
+
+def _model(inputs, outputs, name: str, memory_efficient: bool) -> keras.Model:
+    """``keras.Model(inputs, outputs)``, or the same graph as a :class:`MemoryEfficientModel`."""
+    model_class = MemoryEfficientModel if memory_efficient else keras.Model
+    return model_class(inputs, outputs, name=name)
 
 
 @MODELS.register("fc_densenet")
@@ -58,6 +78,8 @@ def fc_densenet(
     bn_momentum: float = DEFAULT_BN_MOMENTUM,
     synchronized_bn: bool = False,
     name: str = "fc_densenet",
+    memory_efficient: bool = False,
+    classifier_init: ClassifierInit = "he_uniform",
 ) -> keras.Model:
     """Fully convolutional DenseNet (Jégou et al. 2017): images ``(B, H, W, 3)`` -> logits ``(B, H, W, K)``.
 
@@ -79,6 +101,11 @@ def fc_densenet(
         bn_momentum: Keras BatchNormalization momentum; 0.9 matches the reference code (see layers/dense.py).
         synchronized_bn: batch statistics over all replicas (the global batch) under tf.distribute.
         name: the Keras model's name.
+        memory_efficient: recompute each dense layer's concatenation, batch norm and ReLU in the backward pass
+            instead of keeping them (Pleiss et al. 2017; :class:`~densevision.layers.dense.MemoryEfficientModel`):
+            the same weights and gradients, far less activation memory in training, some extra compute.
+        classifier_init: the 1x1 classifier's kernel initialiser: ``"he_uniform"`` (the reference code's) or
+            ``"zeros"`` (every pixel starts at uniform class probabilities).
     """
     blocks_down = _check_positive("blocks_down", blocks_down)
     blocks_up = list(reversed(blocks_down)) if blocks_up is None else _check_positive("blocks_up", blocks_up)
@@ -113,37 +140,43 @@ def fc_densenet(
         x, new_maps = dense_block(x, num_layers, growth_rate, name=f"up{index + 1}", **block_options)
         layers_below = num_layers
 
-    logits = logits_layer(x, num_classes)
+    logits = logits_layer(x, num_classes, kernel_initializer=classifier_init)
     logits = CropLike(dtype="float32", name="crop")([logits, images])
-    return keras.Model(images, logits, name=name)
+    return _model(images, logits, name, memory_efficient)
 
 
 @MODELS.register("fc_densenet56")
 def fc_densenet56(
-    num_classes: int, dropout: float = 0.2, bn_momentum: float = DEFAULT_BN_MOMENTUM, synchronized_bn: bool = False
+    num_classes: int, dropout: float = 0.2, bn_momentum: float = DEFAULT_BN_MOMENTUM, synchronized_bn: bool = False,
+    memory_efficient: bool = False, classifier_init: ClassifierInit = "he_uniform",
 ) -> keras.Model:
     """FC-DenseNet56: 5 blocks of 4 layers down and up, bottleneck 4, growth 12 (paper: 1.5M parameters)."""
     return fc_densenet(num_classes, [4] * 5, 4, 12, dropout=dropout, bn_momentum=bn_momentum,
-                       synchronized_bn=synchronized_bn, name="fc_densenet56")
+                       synchronized_bn=synchronized_bn, name="fc_densenet56", memory_efficient=memory_efficient,
+                       classifier_init=classifier_init)
 
 
 @MODELS.register("fc_densenet67")
 def fc_densenet67(
-    num_classes: int, dropout: float = 0.2, bn_momentum: float = DEFAULT_BN_MOMENTUM, synchronized_bn: bool = False
+    num_classes: int, dropout: float = 0.2, bn_momentum: float = DEFAULT_BN_MOMENTUM, synchronized_bn: bool = False,
+    memory_efficient: bool = False, classifier_init: ClassifierInit = "he_uniform",
 ) -> keras.Model:
     """FC-DenseNet67: 5 blocks of 5 layers down and up, bottleneck 5, growth 16 (paper: 3.5M parameters)."""
     return fc_densenet(num_classes, [5] * 5, 5, 16, dropout=dropout, bn_momentum=bn_momentum,
-                       synchronized_bn=synchronized_bn, name="fc_densenet67")
+                       synchronized_bn=synchronized_bn, name="fc_densenet67", memory_efficient=memory_efficient,
+                       classifier_init=classifier_init)
 
 
 @MODELS.register("fc_densenet103")
 def fc_densenet103(
-    num_classes: int, dropout: float = 0.2, bn_momentum: float = DEFAULT_BN_MOMENTUM, synchronized_bn: bool = False
+    num_classes: int, dropout: float = 0.2, bn_momentum: float = DEFAULT_BN_MOMENTUM, synchronized_bn: bool = False,
+    memory_efficient: bool = False, classifier_init: ClassifierInit = "he_uniform",
 ) -> keras.Model:
     """FC-DenseNet103: blocks 4,5,7,10,12 | 15 | 12,10,7,5,4, growth 16 (paper: 9.4M parameters)."""
     return fc_densenet(
         num_classes, [4, 5, 7, 10, 12], 15, 16, dropout=dropout, bn_momentum=bn_momentum,
-        synchronized_bn=synchronized_bn, name="fc_densenet103",
+        synchronized_bn=synchronized_bn, name="fc_densenet103", memory_efficient=memory_efficient,
+        classifier_init=classifier_init,
     )
 
 
@@ -163,6 +196,8 @@ def tiramisu(
     dropout: float = 0.2,
     bn_momentum: float = DEFAULT_BN_MOMENTUM,
     name: Optional[str] = None,
+    memory_efficient: bool = False,
+    classifier_init: ClassifierInit = "he_uniform",
 ) -> keras.Model:
     """FC-DenseNet up-sampling path on a backbone: images ``(B, H, W, 3)`` RGB [0, 255] -> logits ``(B, H, W, K)``.
 
@@ -185,6 +220,9 @@ def tiramisu(
         dropout: dropout after each decoder convolution.
         bn_momentum: Keras BatchNormalization momentum of the decoder (0.9, see layers/dense.py).
         name: the Keras model's name (default ``tiramisu_{backbone}``).
+        memory_efficient: recompute the decoder's (and any outer-graph) BN-ReLU-conv layers and concatenations
+            in the backward pass (see :func:`fc_densenet`); the backbone runs as usual.
+        classifier_init: the classifier's kernel initialiser, ``"he_uniform"`` or ``"zeros"``.
     """
     decoder_blocks = _check_positive("decoder_blocks", decoder_blocks)
     if len(decoder_blocks) != len(DECODER_SKIPS) + 1:
@@ -216,6 +254,6 @@ def tiramisu(
         filters, 3, strides=strides["P1"], padding="same", kernel_initializer="he_uniform", name="tu_full_deconv"
     )(new_maps)
     x, _ = dense_block(x, decoder_blocks[-1], growth_rate, name="up_full", **block_options)
-    logits = logits_layer(x, num_classes)
+    logits = logits_layer(x, num_classes, kernel_initializer=classifier_init)
     logits = CropLike(dtype="float32", name="crop")([logits, images])
-    return keras.Model(images, logits, name=name or f"tiramisu_{backbone}")
+    return _model(images, logits, name or f"tiramisu_{backbone}", memory_efficient)
