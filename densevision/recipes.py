@@ -191,7 +191,10 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
         where = f" (named in _base_ of {chain[-1]})" if chain else ""
         raise RecipeError(f"{path}: recipe file not found{where}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:  # a video or an image given where the recipe goes
+        raise RecipeError(f"{path}: not a recipe (a binary file, not YAML text); expected a recipe .yaml, a built-in "
+                          f"recipe name or a run folder") from None
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):

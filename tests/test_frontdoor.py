@@ -310,7 +310,8 @@ def test_video_command_takes_the_input_positionally(tmp_path, capsys):
     assert record["box"] == [0, 0, WIDTH, HEIGHT]
     assert commands.main(["video", "--demo", "--single", str(clip), str(clip), "--output", str(tmp_path / "b.mp4")]) \
         == EXIT_ERROR
-    assert "one video input at a time" in capsys.readouterr().err
+    # two paths are RECIPE INPUT: a video where the recipe goes is named as such (not an unexpected decode error)
+    assert "clip.avi: not a recipe" in capsys.readouterr().err
 
 
 def test_train_takes_a_run_folders_recipe_and_no_progress(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""``densevision video``: draw a model's answers on every frame of a video, a camera or an image folder.
+"""Draw a model's answers on every frame of a video, a camera or an image folder.
 
     densevision video RECIPE INPUT --weights CKPT --output OUT.mp4 [--json OUT.json] [task options]
 
@@ -48,6 +48,8 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     parser.add_argument("--fps-text", action="store_true", help="write the measured frames/s on every frame")
     parser.add_argument("--no-fps-text", action="store_true", help=argparse.SUPPRESS)  # the default since --fps-text
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--device", metavar="cpu|gpu:N",
+                        help="run on the CPU only, or on GPU N only (default: TensorFlow's choice)")
     parser.add_argument("--demo", action="store_true",
                         help="the recipe's demo settings (for a checkpoint trained with --demo); pose without "
                              "--weights: a stand-in stick figure in every box (tries the video pipeline)")
