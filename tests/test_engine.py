@@ -91,6 +91,9 @@ def test_train_creates_the_contract_run_folder(tmp_path, street_data):
     logits = model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0)
     assert logits.shape == (1, 32, 32, 11)
     assert "best val_miou" in result.stdout  # the end-of-run summary
+    # a redirected log: one plain line per epoch that says which epoch it is, no carriage returns
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/2", "2/2"] and "\r" not in result.stdout
 
 
 def test_same_seed_same_losses(tmp_path, street_data):

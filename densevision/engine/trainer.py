@@ -286,7 +286,7 @@ class Trainer:
                 logs.update(self._evaluate())
             logs["epoch_seconds"] = time.perf_counter() - started
             if self.chief:
-                print("  " + "  ".join(f"{k}={v:.4g}" for k, v in logs.items()))
+                print(f"epoch {epoch + 1}/{recipe.train.epochs}  " + "  ".join(f"{k}={v:.4g}" for k, v in logs.items()))
             callbacks.on_epoch_end(epoch, logs)  # history.csv row first: a resume drops rows past the checkpoint
             history.append({"epoch": epoch, **logs})
 
