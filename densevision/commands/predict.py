@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images with more pixels are predicted tile by tile (memory bounded by the tile)")
     parser.add_argument("--top-k", type=int, default=5, help="classification: classes listed per image")
     parser.add_argument("--single", action="store_true", help="pose: the whole image is one person")
-    parser.add_argument("--boxes", metavar="JSON", help="pose: person boxes per image instead of the detector")
+    parser.add_argument("--boxes", metavar="JSON", help="pose: person boxes per image instead of the detector, checked whole before any image: "
+                        "{\"relative/path.jpg\": [[x, y, w, h(, score)], ...]}, a COCO-style list, or an earlier "
+                        "run's results.json (densevision.data.boxes)")
     parser.add_argument("--batch-size", type=int, default=8, help="pose: person crops per forward pass")
     options.add_run_options(parser)
     return parser
