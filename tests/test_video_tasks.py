@@ -17,6 +17,7 @@ import densevision  # noqa: F401  (environment first)
 from densevision.data.boxes import BoxesFileError, load_boxes_file
 from densevision.engine.predictor import PredictOptions
 from densevision.tasks.classification import ClassificationTask
+from densevision.inference.writers import PoseWriter
 from densevision.tasks.pose import PoseTask, person_record
 from densevision.tasks.segmentation import SegmentationTask
 from densevision.video import io as video_io
@@ -337,7 +338,7 @@ def test_pose_person_record_is_the_same_in_predict_and_video():
     task = PoseTask.__new__(PoseTask)
     keypoints = np.array([[10, 20, 0.5], [30, 40, 1.0]], np.float32)
     answer = {"people": [{"box": [1.0, 2.0, 30.0, 40.0], "score": 0.8, "keypoints": keypoints}]}
-    [entry] = PoseTask.prediction_record(task, answer, "dir/000123.jpg", (50, 50), None)
+    [entry] = PoseWriter(task).prediction_record(answer, "dir/000123.jpg", (50, 50), None)
     record = person_record([1, 2, 30, 40], 0.8, keypoints)
     assert record == {"track_id": None, "box": [1.0, 2.0, 30.0, 40.0], "box_score": 0.8, "score": 0.6,
                       "keypoints": [[10.0, 20.0, 0.5], [30.0, 40.0, 1.0]]}
