@@ -16,6 +16,7 @@ import pytest
 import densevision  # noqa: F401  (environment first)
 from densevision.data.boxes import BoxesFileError, load_boxes_file
 from densevision.engine.predictor import PredictOptions
+from densevision.inference.predictor import Forward
 from densevision.tasks.classification import ClassificationTask
 from densevision.inference.writers import PoseWriter
 from densevision.tasks.pose import PoseTask, person_record
@@ -62,7 +63,7 @@ def test_segmentation_video_blends_the_mask_and_keeps_size_rate_count(tmp_path):
     task = SegmentationTask(SimpleNamespace(loss=None), {"class_names": NAMES, "num_classes": 2,
                                                          "ignore_label": 255, "palette": PALETTE})
     clip = write_clip(tmp_path / "clip.avi", 7, fps=9.0)
-    stages, draw, record = segmentation_video(task, bright_logits, PredictOptions(), opacity=0.4, legend=False)
+    stages, draw, record = segmentation_video(task, Forward(bright_logits), PredictOptions(), opacity=0.4, legend=False)
     with open_frames(str(clip)) as frames, VideoWriter(tmp_path / "seg.avi", frames.fps, WIDTH, HEIGHT) as writer:
         summary = run_video(frames, writer, stages, draw, record, json_path=tmp_path / "seg.json",
                             task="segmentation", progress=False)
@@ -85,7 +86,7 @@ def test_segmentation_video_skips_counts_and_marks_a_corrupt_frame(tmp_path):
                                                          "ignore_label": 255, "palette": PALETTE})
     clip = write_clip(tmp_path / "clip.avi", 6)
     damage_jpeg_frames(clip, [2])
-    stages, draw, record = segmentation_video(task, bright_logits, PredictOptions())
+    stages, draw, record = segmentation_video(task, Forward(bright_logits), PredictOptions())
     with open_frames(str(clip)) as frames, VideoWriter(tmp_path / "seg.avi", frames.fps, WIDTH, HEIGHT) as writer:
         summary = run_video(frames, writer, stages, draw, record, json_path=tmp_path / "seg.json", progress=False)
     written, *_ = read_back(tmp_path / "seg.avi")

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -185,33 +185,40 @@ class _WriteThread:
 
 
 class Forward:
-    """The task's forward pass over a model, compiled once with relaxed shapes (images of many sizes share one
-    trace instead of retracing per size): what ``task.predict_image`` receives (:class:`densevision.tasks.base.
-    Forward`).
+    """What ``task.predict_image`` receives (:class:`densevision.tasks.base.Forward`): a forward pass over batches
+    plus whole-image dense scores built on it.
 
     ``forward(images float32 (B, H, W, 3)) -> outputs`` (numpy, nested as the model's); :meth:`dense_scores` gives
     one whole image's per-pixel scores, tiled above a pixel budget, with flip and scale averaging.
+
+    Args:
+        run: ``fn(images float32 (B, H, W, 3)) -> outputs`` (numpy): :func:`make_forward` compiles a model's, and
+            any such function can be wrapped (a stand-in model in a test).
     """
 
-    def __init__(self, model, task: Task):
-        self.model, self.task = model, task
-        self._compiled = tf.function(lambda images: task.forward(model, images, training=False),
-                                     reduce_retracing=True)
+    def __init__(self, run: Callable[[np.ndarray], Any]):
+        self.run = run
 
     def __call__(self, images: np.ndarray):
-        outputs = self._compiled(tf.convert_to_tensor(images, tf.float32))
-        return tf.nest.map_structure(lambda t: t.numpy(), outputs)
+        return self.run(images)
 
     def dense_scores(self, image: np.ndarray, flip: bool = False, scales: Sequence[float] = (1.0,), tile: int = 512,
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """``(H, W, C)`` float32 scores of one uint8 ``(H, W, 3)`` image (:func:`densevision.inference.dense.
         dense_scores`)."""
-        return dense_scores(self, image, flip=flip, scales=scales, tile=tile, max_pixels=max_pixels)
+        return dense_scores(self.run, image, flip=flip, scales=scales, tile=tile, max_pixels=max_pixels)
 
 
 def make_forward(model, task: Task) -> Forward:
-    """``fn(images float32 (B, H, W, 3)) -> outputs (numpy)``: the task's compiled forward pass (a :class:`Forward`)."""
-    return Forward(model, task)
+    """The task's forward pass over ``model`` (``task.forward``, which may add test-time flips), compiled once with
+    relaxed shapes (images of many sizes share one trace instead of retracing per size), as a :class:`Forward`."""
+    compiled = tf.function(lambda images: task.forward(model, images, training=False), reduce_retracing=True)
+
+    def run(images: np.ndarray):
+        outputs = compiled(tf.convert_to_tensor(images, tf.float32))
+        return tf.nest.map_structure(lambda t: t.numpy(), outputs)
+
+    return Forward(run)
 
 
 def merge_report(earlier: Any, now: dict[str, Any]) -> dict[str, Any]:
