@@ -9,8 +9,9 @@
     model.export("saved_model", "exported/")                           # a checked SavedModel
 
 Everything here sits over the machinery the tools use, so the API and the tools give the same answers: recipe
-loading (:func:`densevision.recipes.load_recipe`, ``--demo`` and ``--set`` through :func:`densevision.engine.demo.load_tool_recipe`),
-checkpoint loading and matching (:func:`~densevision.inference.predictor.load_for_prediction`), the tasks' per-image prediction (tiling of large
+loading (:func:`densevision.recipes.load_recipe`, ``--demo`` and ``--set`` through
+:func:`densevision.engine.demo.load_tool_recipe`), checkpoint loading and matching
+(:func:`~densevision.inference.predictor.load_for_prediction`), the tasks' per-image prediction (tiling of large
 images, flip and scale averaging, people finding) as :mod:`densevision.inference.predictor` runs it, evaluation
 (:func:`densevision.engine.evaluator.run_evaluation`) and export (:func:`densevision.serving.export_model`).
 """
@@ -24,9 +25,9 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from densevision import serving
 from densevision.data.errors import ImageReadError
 from densevision.data.io import as_rgb_uint8, read_image
-from densevision import serving
 from densevision.engine.demo import load_tool_recipe
 from densevision.engine.evaluator import run_evaluation
 from densevision.errors import UsageError

@@ -52,7 +52,8 @@ def test_a_hard_killed_folder_write_is_found_and_removed(tmp_path):
               f"    pathlib.Path(tmp, 'variables').mkdir()\n"
               f"    os.kill(os.getpid(), 9)\n"
               f"f.atomic_write_dir({str(tmp_path / 'model')!r}, write)\n")
-    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": root})
     assert done.returncode == -9
     [left] = list(tmp_path.iterdir())
     assert files.is_temp_file(left) and left.is_dir() and left.name.startswith(".model.tmp-")

@@ -70,8 +70,9 @@ def test_classification_writer_ranks_classes_into_csv_and_json_and_keeps_earlier
     expected = np.exp([0.0, 2.0, 1.0]) / np.exp([0.0, 2.0, 1.0]).sum()  # softmax by hand
     np.testing.assert_allclose(answer["probabilities"], expected)
     record = writer.prediction_record(answer, "b.jpg", (4, 4), options)
-    assert record == {"path": "b.jpg", "top_k": [{"class": "dog", "index": 1, "probability": pytest.approx(expected[1])},
-                                                 {"class": "owl", "index": 2, "probability": pytest.approx(expected[2])}]}
+    assert record == {"path": "b.jpg", "top_k": [
+        {"class": "dog", "index": 1, "probability": pytest.approx(expected[1])},
+        {"class": "owl", "index": 2, "probability": pytest.approx(expected[2])}]}
     writer.finish_predictions([record], tmp_path, options)
     earlier = {"path": "a.jpg", "top_k": [{"class": "cat", "index": 0, "probability": 0.9}]}
     (tmp_path / "predictions.json").write_text(json.dumps({"predictions": [earlier, record]}))

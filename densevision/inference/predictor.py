@@ -5,8 +5,9 @@
 1. every input is listed first (files, folders walked recursively, glob patterns; never the output folder, even
    inside an input folder; an unusable entry such as a symbolic link loop is skipped and reported), each output
    path planned by the task's prediction writer (:mod:`densevision.inference.writers`: ``prediction_files``) with
-   the input's relative path kept under the output folder; clashes and existing outputs are refused before the model loads (``--overwrite`` replaces, ``--resume``
-   skips inputs whose outputs all exist and keeps the earlier run's records in ``report.json`` and summaries);
+   the input's relative path kept under the output folder; clashes and existing outputs are refused before the
+   model loads (``--overwrite`` replaces, ``--resume`` skips inputs whose outputs all exist and keeps the earlier
+   run's records in ``report.json`` and summaries);
 2. images are decoded on a thread pool (the one reader, :func:`densevision.data.io.read_image`: EXIF orientation,
    grayscale, 16-bit, RGBA, palette) while the model predicts, and answers are written by a background thread
    (atomic writes: an interrupted run leaves no half-written file);

@@ -1,5 +1,5 @@
-"""Deployment: export a trained model for serving: TensorFlow SavedModel, ``.keras`` and TFLite (float32 or int8), each checked
-against the Keras model before the command returns.
+"""Deployment: export a trained model for serving: TensorFlow SavedModel, ``.keras`` and TFLite (float32 or
+int8), each checked against the Keras model before the command returns.
 
 Every format takes **uint8 RGB images** ``(B, H, W, 3)`` in [0, 255] (the model's own preprocessing and padding are
 inside it) and returns a dict of the model's raw outputs and the task's decoded outputs:

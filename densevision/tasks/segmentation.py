@@ -216,7 +216,8 @@ class SegmentationTask(Task):
         data = self.recipe.data
         source = DATASETS.get(data.name)(root=data.root, split=data.train_split, **data.kwargs())
         cache_dir = str(cache_root() / "class_weights")
-        weights = class_weights.median_frequency_weights(source, self.num_classes, self.ignore_label, cache_dir=cache_dir)
+        weights = class_weights.median_frequency_weights(source, self.num_classes, self.ignore_label,
+                                                         cache_dir=cache_dir)
         return np.asarray(weights, np.float32)
 
     def loss(self, batch: dict, outputs):
