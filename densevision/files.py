@@ -324,7 +324,7 @@ def check_writable_dir(path: PathLike, what: str = "output folder", create: bool
             raise OutputError(f"{what} {path} cannot be created: {describe_os_error(error)}") from None
         existing = path
     try:
-        fd, probe = tempfile.mkstemp(prefix=".densevision-probe-", dir=existing)
+        fd, probe = tempfile.mkstemp(prefix=f".densevision-probe{TEMP_MARKER}", dir=existing)  # named as a temporary: a kill leaves nothing unseen
         os.close(fd)
         os.remove(probe)
     except OSError as error:
