@@ -324,7 +324,8 @@ def check_writable_dir(path: PathLike, what: str = "output folder", create: bool
             raise OutputError(f"{what} {path} cannot be created: {describe_os_error(error)}") from None
         existing = path
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".densevision-probe{TEMP_MARKER}", dir=existing)  # named as a temporary: a kill leaves nothing unseen
+        # named as a temporary file, so remove_stale_temp_files finds a probe a kill left behind
+        fd, probe = tempfile.mkstemp(prefix=f".densevision-probe{TEMP_MARKER}", dir=existing)
         os.close(fd)
         os.remove(probe)
     except OSError as error:
