@@ -9,11 +9,11 @@
     model.export("saved_model", "exported/")                           # a checked SavedModel
 
 Everything here sits over the machinery the tools use, so the API and the tools give the same answers: recipe
-loading (:func:`densevision.recipes.load_recipe`, ``--demo`` and ``--set`` through :func:`densevision.engine.demo.load_tool_recipe`),
-checkpoint loading and matching (:func:`~densevision.engine.checkpoints.load_checkpoint`,
-:func:`~densevision.engine.compat.check_checkpoint_matches`), the tasks' per-image prediction (tiling of large
-images, flip and scale averaging, people finding) as :mod:`densevision.engine.predictor` runs it, evaluation
-(:func:`densevision.engine.evaluator.run_evaluation`) and export (:func:`densevision.engine.export.export_model`).
+loading (:func:`densevision.recipes.load_recipe`, ``--demo`` and ``--set`` through
+:func:`densevision.engine.demo.load_tool_recipe`), checkpoint loading and matching
+(:func:`~densevision.inference.predictor.load_for_prediction`), the tasks' per-image prediction (tiling of large
+images, flip and scale averaging, people finding) as :mod:`densevision.inference.predictor` runs it, evaluation
+(:func:`densevision.engine.evaluator.run_evaluation`) and export (:func:`densevision.serving.export_model`).
 """
 
 from __future__ import annotations
@@ -25,18 +25,16 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from densevision import serving
 from densevision.data.errors import ImageReadError
 from densevision.data.io import as_rgb_uint8, read_image
-from densevision.engine import export as export_lib
-from densevision.engine.checkpoints import load_checkpoint
-from densevision.engine.compat import check_checkpoint_matches
 from densevision.engine.demo import load_tool_recipe
 from densevision.engine.evaluator import run_evaluation
-from densevision.engine.predictor import DEFAULT_MAX_PIXELS, PredictOptions, make_forward, prediction_info
-from densevision.engine.predictor import validate_options
 from densevision.errors import UsageError
+from densevision.inference.predictor import (DEFAULT_MAX_PIXELS, PredictOptions, load_for_prediction, make_forward,
+                                             validate_options)
+from densevision.inference.writers import configure_task
 from densevision.recipes import Recipe
-from densevision.registry import TASKS
 from densevision.runs import ModelSource, resolve_model_source
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
@@ -80,10 +78,7 @@ def load(source: Union[str, os.PathLike], weights: Union[str, os.PathLike, None]
     """
     resolved = resolve_source(source, weights)
     recipe = load_tool_recipe(resolved.recipe, list(overrides), demo=demo)
-    info = prediction_info(recipe)
-    task = TASKS.get(recipe.task)(recipe, info)
-    model = load_checkpoint(resolved.weights, recipe)
-    check_checkpoint_matches(model, recipe, info, resolved.weights, task=task)
+    model, task = load_for_prediction(recipe, resolved.weights)
     return Inferencer(recipe, model, task, resolved.weights, run_dir=resolved.run_dir)
 
 
@@ -140,15 +135,13 @@ class Inferencer:
     @property
     def class_names(self) -> Optional[list[str]]:
         """The classes (segmentation, classification), or ``None``."""
-        return getattr(self.task, "class_names", None)
+        return self.task.class_names
 
     def _forward(self, flip: bool):
         """The compiled forward pass, one per flip setting (pose flips inside the traced forward)."""
         if flip not in self._forwards:
-            task = self.task
-            if hasattr(task, "flip_test"):
-                task = copy.copy(task)  # the flag is read when the forward pass is traced
-                task.flip_test = flip or task.flip_test
+            task = copy.copy(self.task)  # the flag is read when the forward pass is traced
+            task.flip_test = flip or task.flip_test
             self._forwards[flip] = (make_forward(self.model, task), task)
         return self._forwards[flip]
 
@@ -190,6 +183,7 @@ class Inferencer:
         options = validate_options(PredictOptions(top_k=top_k, flip=flip, scales=tuple(scales), tile=tile,
                                                   max_pixels=max_pixels, single=single, batch_size=batch_size))
         forward, task = self._forward(flip)
+        configure_task(task, options)  # pose: the person finder of these options
         answers = []
         for index, item in enumerate(items):
             where = f"input {index}" + (f" ({item})" if isinstance(item, (str, os.PathLike)) else "")
@@ -205,10 +199,9 @@ class Inferencer:
         if self.recipe.task == "segmentation":
             return {"mask": answer}
         if self.recipe.task == "classification":
-            probabilities = answer["probabilities"]
-            top = np.argsort(-probabilities, kind="stable")[:options.top_k]  # as predictions.json ranks them
-            return {"top_k": [(self.task.class_names[i], float(probabilities[i])) for i in top],
-                    "probabilities": probabilities}
+            top = self.task.top_k(answer, options.top_k)  # as predictions.json ranks them
+            return {"top_k": [(entry["class"], entry["probability"]) for entry in top],
+                    "probabilities": answer["probabilities"]}
         return answer
 
     def _people_in_boxes(self, forward, image: np.ndarray, boxes, where: str, batch_size: int) -> dict[str, Any]:
@@ -245,7 +238,7 @@ class Inferencer:
         """Export for serving (``"saved_model"``, ``"keras"`` or ``"tflite"``), checked against this model.
 
         Args:
-            format: see :mod:`densevision.engine.export`.
+            format: see :mod:`densevision.serving`.
             path: a folder (``saved_model``), a ``.keras`` file or a ``.tflite`` file.
             input_size: ``(H, W)``; TFLite needs one (default: what the recipe implies).
             calibration: a folder of images: quantise the TFLite model to int8 with them.
@@ -259,9 +252,10 @@ class Inferencer:
             ExportError: a bad option, an existing output, a failed conversion. A failed parity check is not
                 raised: see ``report["passed"]``.
         """
-        size = export_lib.resolve_input_size(self.recipe, self.model, format, input_size)
-        images = (export_lib.load_calibration_images(calibration, size) if calibration is not None else None)
-        return export_lib.export_model(self.model, path, format, self.task, input_size=size,
+        serving.check_format(format, int8=calibration is not None)
+        size = serving.resolve_input_size(self.recipe, self.model, format, input_size)
+        images = (serving.load_calibration_images(calibration, size) if calibration is not None else None)
+        return serving.export_model(self.model, path, format, self.task, input_size=size,
                                        calibration_images=images, overwrite=overwrite,
                                        metadata={"recipe": self.recipe.name, "checkpoint": str(self.weights)})
 

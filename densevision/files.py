@@ -1,10 +1,11 @@
 """Writing files safely: the one atomic writer, output planning and writability checks.
 
-Every file densevision writes goes through :func:`atomic_write`: the content is written to a hidden temporary
-file in the destination's folder (``.<name>.tmp-XXXXXXXX<suffix>``) and renamed over the destination, so a
-reader sees the old file or the new one, never half of one; the temporary file is removed on any exception,
-``KeyboardInterrupt`` included. Only a hard kill (``kill -9``, power loss) can leave one behind:
-:func:`remove_stale_temp_files` recognises and removes them (the trainer does so when resuming).
+Outputs go through :func:`atomic_write` (a file) or :func:`atomic_write_dir` (a folder, such as an exported
+SavedModel): the content is written to a hidden temporary file or folder next to the destination
+(``.<name>.tmp-XXXXXXXX<suffix>``) and renamed over it, so a reader sees the old output or the new one, never half
+of one; the temporary is removed on any exception, ``KeyboardInterrupt`` included. Only a hard kill (``kill -9``,
+power loss) can leave one behind: :func:`remove_stale_temp_files` recognises and removes them (the trainer does so
+when resuming).
 
 Tools plan their outputs before doing any work (:func:`plan_outputs`): two inputs that would write the same file,
 an existing file without ``overwrite``, an output path that is a folder or lies under a file, and a folder that
@@ -128,6 +129,57 @@ def atomic_write(path: PathLike, write_fn: Callable[[str], Any], fsync: bool = F
     return path
 
 
+def atomic_write_dir(path: PathLike, write_fn: Callable[[str], Any]) -> Path:
+    """Write the folder ``path`` through ``write_fn(tmp_folder)`` and a rename: the destination is complete or
+    untouched.
+
+    The temporary folder is named as :func:`atomic_write`'s temporary files (``.<name>.tmp-XXXXXXXX``, so
+    :func:`remove_stale_temp_files` finds one a hard kill left); an existing ``path`` is moved aside under such a
+    name only once the new folder is complete, then removed.
+
+    Raises:
+        OutputError: the parent folder cannot be created or written, or the disk is full; the message names
+            ``path``. The temporary folder is removed on this and on any other exception.
+    """
+    path = Path(path)
+    tmp = _temp_folder(path)
+    try:
+        try:
+            write_fn(str(tmp))
+        except OSError as error:
+            if error.errno in _WRITE_ERRNOS:
+                raise OutputError(f"could not write {path}: {describe_os_error(error)}") from error
+            raise
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's folders are private; outputs get a plain mkdir's permissions
+        aside = None
+        if path.exists() or path.is_symlink():
+            aside = _temp_folder(path)
+            os.replace(path, aside / path.name)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if aside is not None:  # put the old output back
+                os.replace(aside / path.name, path)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _temp_folder(path: Path) -> Path:
+    """A new empty hidden folder next to ``path`` named like a temporary file (``.<name>.tmp-XXXXXXXX``)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{path.name[:100]}{TEMP_MARKER}", dir=path.parent))
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"cannot write {path}: {_blocking_file(path.parent)} is a file, not a folder") from None
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {describe_os_error(error)}") from error
+
+
 def _fsync_folder(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -216,7 +268,8 @@ def copy_atomic(source: PathLike, destination: PathLike, fsync: bool = False) ->
 
 
 def remove_stale_temp_files(folder: PathLike, recursive: bool = False) -> list[Path]:
-    """Remove the temporary files a hard-killed :func:`atomic_write` left in ``folder``; return them.
+    """Remove the temporary files (and folders) a hard-killed :func:`atomic_write` (:func:`atomic_write_dir`) left
+    in ``folder``; return them.
 
     Call it only where no other process is writing (a run folder being resumed): a temporary file of a write in
     progress looks the same.
@@ -227,12 +280,18 @@ def remove_stale_temp_files(folder: PathLike, recursive: bool = False) -> list[P
     candidates = folder.rglob(".*") if recursive else folder.glob(".*")
     removed = []
     for path in sorted(candidates):
-        if is_temp_file(path) and path.is_file() and not path.is_symlink():
+        if not is_temp_file(path) or path.is_symlink():
+            continue
+        if path.is_file():
             try:
                 path.unlink()
             except FileNotFoundError:
                 continue
-            removed.append(path)
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            continue
+        removed.append(path)
     return removed
 
 
@@ -265,7 +324,8 @@ def check_writable_dir(path: PathLike, what: str = "output folder", create: bool
             raise OutputError(f"{what} {path} cannot be created: {describe_os_error(error)}") from None
         existing = path
     try:
-        fd, probe = tempfile.mkstemp(prefix=".densevision-probe-", dir=existing)
+        # named as a temporary file, so remove_stale_temp_files finds a probe a kill left behind
+        fd, probe = tempfile.mkstemp(prefix=f".densevision-probe{TEMP_MARKER}", dir=existing)
         os.close(fd)
         os.remove(probe)
     except OSError as error:

@@ -55,3 +55,59 @@ def test_environment_is_configured_once():
     repeats = [str(path.relative_to(ROOT)) for path in PACKAGE.rglob("*.py")
                if path.name not in ("__init__.py", "_env.py") and "configure_environment()" in path.read_text()]
     assert repeats == []
+
+
+def imports_under(package: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    """``{file: [imported modules starting with one of forbidden]}`` over ``densevision/<package>``."""
+    offenders = {}
+    for path in sorted((PACKAGE / package).rglob("*.py")):
+        found = sorted(name for name in imported_modules(path)
+                       if any(name == prefix or name.startswith(prefix + ".") for prefix in forbidden))
+        if found:
+            offenders[str(path.relative_to(ROOT))] = found
+    return offenders
+
+
+def test_tasks_import_nothing_from_engine_inference_serving_or_video():
+    """A task says what an answer means; what it needs from prediction (a forward pass, a person finder) is handed
+    to it, never imported (tasks -> video and tasks -> inference were hidden in function-local imports)."""
+    forbidden = ("densevision.engine", "densevision.inference", "densevision.serving", "densevision.video")
+    assert imports_under("tasks", forbidden) == {}
+
+
+def test_serving_and_inference_never_import_the_trainer():
+    forbidden = ("densevision.engine.trainer", "densevision.engine.launch")
+    assert imports_under("serving", forbidden) == {}
+    assert imports_under("inference", forbidden) == {}
+
+
+def test_the_engine_keeps_only_shims_of_export_and_prediction():
+    """Deployment lives in serving/, prediction in inference/: the old engine modules only re-export."""
+    for name, home in (("export", "densevision.serving"), ("predictor", "densevision.inference.predictor")):
+        tree = ast.parse((PACKAGE / "engine" / f"{name}.py").read_text())
+        code = [node for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr))]
+        assert code == [], f"engine/{name}.py defines code; it should only re-export {home}"
+        assert any(module == home or module.startswith(home + ".") for module in
+                   imported_modules(PACKAGE / "engine" / f"{name}.py"))
+
+
+def test_no_module_probes_a_task_for_a_member():
+    """The Task base declares every member the rest uses, so nothing asks ``getattr(task, ...)``."""
+    import re
+
+    probe = re.compile(r"\b(getattr|hasattr)\(\s*[\w.]*task\b", re.IGNORECASE)
+    offenders = [f"{path.relative_to(ROOT)}:{number}" for path in sorted(PACKAGE.rglob("*.py"))
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if probe.search(line)]
+    assert offenders == []
+
+
+def test_the_task_base_declares_what_the_engine_prediction_export_and_video_use():
+    from densevision.tasks.base import Task
+
+    used = ["serving_outputs", "raw_output_name", "serving_input_size", "flip_test", "output_rank", "output_stride",
+            "class_names", "num_classes", "ignore_label", "format_results", "predict_image", "forward", "decode",
+            "pictures", "picture_masks", "write_report", "make_demo_data", "name", "info"]
+    task = Task(None, {})
+    assert [name for name in used if not hasattr(task, name)] == []
+    assert (task.flip_test, task.raw_output_name, task.serving_input_size, task.class_names) == (
+        False, "logits", None, None)

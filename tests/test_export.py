@@ -17,6 +17,7 @@ import yaml
 import densevision  # noqa: F401  (backend and environment)
 import keras
 import tensorflow as tf
+from densevision.cli import run_tool
 from densevision.engine.export import (
     ExportError,
     check_parity,
@@ -27,12 +28,19 @@ from densevision.engine.export import (
     make_serving_function,
     recipe_input_size,
 )
+from densevision.tasks.base import Task
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 11  # CamVid's classes: the export tool checks the checkpoint against the recipe's dataset
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def run_export(*args, **kwargs) -> int:
+    """:func:`export_command` as ``densevision export`` runs it (:func:`densevision.cli.run_tool`): a usage error
+    becomes one ``error:`` line on stderr and exit 2."""
+    return run_tool(lambda argv: export_command(*args, **kwargs), [], tool="export")
 
 
 def segmentation_task(num_classes: int = 3):
@@ -198,7 +206,7 @@ def test_missing_or_empty_calibration_folder_errors(tmp_path, capsys):
     # The command refuses before reading the recipe or loading a model.
     for extra, message in [({"calibration": str(tmp_path / "absent")}, "does not exist"),
                            ({}, "--int8 needs --calibration DIR")]:
-        code = export_command("unused.yaml", "unused.keras", "tflite", str(tmp_path / "x.tflite"), int8=True, **extra)
+        code = run_export("unused.yaml", "unused.keras", "tflite", str(tmp_path / "x.tflite"), int8=True, **extra)
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: ") and message in err
 
@@ -233,10 +241,14 @@ def test_segmentation_labels_come_at_the_input_size_for_strided_logits():
     np.testing.assert_array_equal(outputs["labels"].numpy(), resized.argmax(-1))
 
 
-class ArgmaxPoseTask:
+class ArgmaxPoseTask(Task):
     """A stand-in pose task providing the serving seam: keypoints at the heatmap argmax, scores the peak."""
 
+    name = "pose"
     raw_output_name = "heatmaps"
+
+    def __init__(self):
+        super().__init__(None, {})
 
     def serving_outputs(self, heatmaps, images):
         batch, width, joints = tf.shape(heatmaps)[0], tf.shape(heatmaps)[2], tf.shape(heatmaps)[3]
@@ -274,8 +286,11 @@ def test_several_outputs_keep_every_stack_and_decode_the_last_through_the_task_s
 
 
 def test_a_task_without_the_serving_seam_is_a_clear_error():
-    with pytest.raises(ExportError, match="no serving outputs.*serving_outputs"):
-        make_serving_function(stacked_model(), SimpleNamespace(name="pose"))
+    class NoServing(Task):  # keeps the base class's serving_outputs
+        name = "pose"
+
+    with pytest.raises(ExportError, match="task 'pose': no serving outputs.*serving_outputs"):
+        make_serving_function(stacked_model(), NoServing(None, {}))
 
 
 def test_parity_check_detects_a_different_model(tmp_path, segmenter):
@@ -335,22 +350,22 @@ def test_export_command_prints_parity_and_refuses_clobbering(tmp_path, segmenter
     weights = tmp_path / "tiny.weights.h5"
     segmenter.save_weights(weights)
     output = tmp_path / "exported"
-    assert export_command(str(recipe), str(weights), "saved_model", str(output)) == 0
+    assert run_export(str(recipe), str(weights), "saved_model", str(output)) == 0
     out = capsys.readouterr().out
     assert "exported tiny_export (segmentation) as saved_model" in out and "any size" in out
     assert "logits: max |diff|" in out and "(tolerance 1e-05) ok" in out and "labels: 100.00% agree" in out
 
-    assert export_command(str(recipe), str(weights), "saved_model", str(output)) == 2
+    assert run_export(str(recipe), str(weights), "saved_model", str(output)) == 2
     assert "already exists" in capsys.readouterr().err
-    assert export_command(str(recipe), str(tmp_path / "absent.keras"), "keras", str(tmp_path / "m.keras")) == 2
+    assert run_export(str(recipe), str(tmp_path / "absent.keras"), "keras", str(tmp_path / "m.keras")) == 2
     assert "absent.keras does not exist" in capsys.readouterr().err
-    assert export_command(str(recipe), str(weights), "keras", str(tmp_path / "m.h5")) == 2
+    assert run_export(str(recipe), str(weights), "keras", str(tmp_path / "m.h5")) == 2
     assert "must end in .keras" in capsys.readouterr().err
-    assert export_command(str(recipe), str(weights), "tflite", str(tmp_path / "m.tflite"),
-                          overrides=["model.growth_rat=3"]) == 2
+    assert run_export(str(recipe), str(weights), "tflite", str(tmp_path / "m.tflite"),
+                      overrides=["model.growth_rat=3"]) == 2
     assert "growth_rate" in capsys.readouterr().err
-    assert export_command(str(recipe), str(weights), "tflite", str(tmp_path / "m.tflite"),
-                          overrides=["augmentation.train=[]"]) == 2
+    assert run_export(str(recipe), str(weights), "tflite", str(tmp_path / "m.tflite"),
+                      overrides=["augmentation.train=[]"]) == 2
     assert "pass --input-size H W" in capsys.readouterr().err
 
 
@@ -378,5 +393,5 @@ def test_export_to_a_folder_that_is_a_file_is_one_error_line(tmp_path, segmenter
     weights = tmp_path / "tiny.weights.h5"
     segmenter.save_weights(weights)
     (tmp_path / "blocker").write_text("a file")
-    assert export_command(str(recipe), str(weights), "saved_model", str(tmp_path / "blocker" / "out")) == 2
+    assert run_export(str(recipe), str(weights), "saved_model", str(tmp_path / "blocker" / "out")) == 2
     assert "blocker is a file, not a folder" in capsys.readouterr().err

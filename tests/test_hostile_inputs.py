@@ -205,10 +205,10 @@ class _Stop(Exception):
 def test_every_set_value_wins_over_demo_in_every_tool(tmp_path, monkeypatch):
     """``evaluate.py --demo --set data.root=OTHER`` scored the demo data: the demo data location was applied after
     the --set values. Each tool is stopped right after it has its recipe, which is captured."""
-    import densevision.engine.checkpoints as checkpoints
     import densevision.engine.evaluator as evaluator
-    import densevision.engine.predictor as predictor
     import densevision.engine.trainer as trainer
+    import densevision.inference.predictor as predictor
+    import densevision.serving.export as serving_export
     import densevision.inference.sliding as sliding
     from densevision.engine.export import export_command
     from densevision.engine.launch import run_training
@@ -227,8 +227,8 @@ def test_every_set_value_wins_over_demo_in_every_tool(tmp_path, monkeypatch):
     image = write_image(tmp_path / "in" / "a.png", noise(64, 64))
     monkeypatch.setattr(trainer, "train", capture("train"))
     monkeypatch.setattr(evaluator, "run_evaluation", capture("evaluate"))
-    monkeypatch.setattr(predictor, "prediction_info", capture("predict"))
-    monkeypatch.setattr(checkpoints, "load_checkpoint", capture("export"))
+    monkeypatch.setattr(predictor, "load_for_prediction", capture("predict"))
+    monkeypatch.setattr(serving_export, "load_for_prediction", capture("export"))
     monkeypatch.setattr(sliding, "load_classifier", capture("sliding_classify"))
     runs = {
         "train": lambda: run_training(str(pose), override, output=str(tmp_path / "runs"), demo=True),
@@ -377,6 +377,7 @@ def test_sliding_skips_a_symlink_loop_like_predict_and_never_reads_its_outputs(t
 
 def test_int8_export_skips_a_non_image_in_the_calibration_folder(tmp_path, segmenter, capsys):
     """One non-image in ``--calibration DIR`` stopped the export (after the model had loaded)."""
+    from densevision.cli import run_tool
     from densevision.engine.export import export_command
 
     recipe, weights = segmenter
@@ -385,8 +386,8 @@ def test_int8_export_skips_a_non_image_in_the_calibration_folder(tmp_path, segme
         write_image(folder / f"{index}.png", noise(32, 32))
     (folder / "notes.png").write_text("a text file named like an image")
     output = tmp_path / "model.tflite"
-    code = export_command(str(recipe), str(weights), "tflite", str(output), input_size=(32, 32), int8=True,
-                          calibration=str(folder))
+    code = run_tool(lambda argv: export_command(str(recipe), str(weights), "tflite", str(output), input_size=(32, 32),
+                                                int8=True, calibration=str(folder)), [])
     err = capsys.readouterr().err
     assert code == 0, err
     assert f"warning: skipped calibration image {folder / 'notes.png'}: not an image" in err, err
@@ -395,6 +396,7 @@ def test_int8_export_skips_a_non_image_in_the_calibration_folder(tmp_path, segme
 
 
 def test_too_few_readable_calibration_images_are_refused_saying_how_many_are_needed(tmp_path, capsys):
+    from densevision.cli import run_tool
     from densevision.engine.export import ExportError, MIN_CALIBRATION_IMAGES, calibration_paths, export_command
 
     folder = tmp_path / "calibration"
@@ -408,8 +410,8 @@ def test_too_few_readable_calibration_images_are_refused_saying_how_many_are_nee
     assert f"2 readable image(s), int8 calibration needs at least {MIN_CALIBRATION_IMAGES}" in message
     assert "bad0.jpg (empty file" in message
     # refused before the recipe is read or a model loaded
-    code = export_command("unused.yaml", "unused.keras", "tflite", str(tmp_path / "x.tflite"), int8=True,
-                          calibration=str(folder))
+    code = run_tool(lambda argv: export_command("unused.yaml", "unused.keras", "tflite", str(tmp_path / "x.tflite"),
+                                                int8=True, calibration=str(folder)), [])
     assert code == 2 and "needs at least 4" in capsys.readouterr().err
     # --calibration-limit 2 asks for only 2: enough
     assert calibration_paths(folder, limit=2) == [folder / "0.png", folder / "1.png"]

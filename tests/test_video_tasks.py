@@ -16,7 +16,9 @@ import pytest
 import densevision  # noqa: F401  (environment first)
 from densevision.data.boxes import BoxesFileError, load_boxes_file
 from densevision.engine.predictor import PredictOptions
+from densevision.inference.predictor import Forward
 from densevision.tasks.classification import ClassificationTask
+from densevision.inference.writers import PoseWriter
 from densevision.tasks.pose import PoseTask, person_record
 from densevision.tasks.segmentation import SegmentationTask
 from densevision.video import io as video_io
@@ -61,7 +63,7 @@ def test_segmentation_video_blends_the_mask_and_keeps_size_rate_count(tmp_path):
     task = SegmentationTask(SimpleNamespace(loss=None), {"class_names": NAMES, "num_classes": 2,
                                                          "ignore_label": 255, "palette": PALETTE})
     clip = write_clip(tmp_path / "clip.avi", 7, fps=9.0)
-    stages, draw, record = segmentation_video(task, bright_logits, PredictOptions(), opacity=0.4, legend=False)
+    stages, draw, record = segmentation_video(task, Forward(bright_logits), PredictOptions(), opacity=0.4, legend=False)
     with open_frames(str(clip)) as frames, VideoWriter(tmp_path / "seg.avi", frames.fps, WIDTH, HEIGHT) as writer:
         summary = run_video(frames, writer, stages, draw, record, json_path=tmp_path / "seg.json",
                             task="segmentation", progress=False)
@@ -84,7 +86,7 @@ def test_segmentation_video_skips_counts_and_marks_a_corrupt_frame(tmp_path):
                                                          "ignore_label": 255, "palette": PALETTE})
     clip = write_clip(tmp_path / "clip.avi", 6)
     damage_jpeg_frames(clip, [2])
-    stages, draw, record = segmentation_video(task, bright_logits, PredictOptions())
+    stages, draw, record = segmentation_video(task, Forward(bright_logits), PredictOptions())
     with open_frames(str(clip)) as frames, VideoWriter(tmp_path / "seg.avi", frames.fps, WIDTH, HEIGHT) as writer:
         summary = run_video(frames, writer, stages, draw, record, json_path=tmp_path / "seg.json", progress=False)
     written, *_ = read_back(tmp_path / "seg.avi")
@@ -337,7 +339,7 @@ def test_pose_person_record_is_the_same_in_predict_and_video():
     task = PoseTask.__new__(PoseTask)
     keypoints = np.array([[10, 20, 0.5], [30, 40, 1.0]], np.float32)
     answer = {"people": [{"box": [1.0, 2.0, 30.0, 40.0], "score": 0.8, "keypoints": keypoints}]}
-    [entry] = PoseTask.prediction_record(task, answer, "dir/000123.jpg", (50, 50), None)
+    [entry] = PoseWriter(task).prediction_record(answer, "dir/000123.jpg", (50, 50), None)
     record = person_record([1, 2, 30, 40], 0.8, keypoints)
     assert record == {"track_id": None, "box": [1.0, 2.0, 30.0, 40.0], "box_score": 0.8, "score": 0.6,
                       "keypoints": [[10.0, 20.0, 0.5], [30.0, 40.0, 1.0]]}

@@ -15,7 +15,9 @@ import inspect
 import os
 from typing import Any, Optional
 
+from densevision.engine.checkpoints import CheckpointError
 from densevision.recipes import RecipeError
+from densevision.registry import MODELS, TASKS, UnknownNameError, load_builtin_parts
 
 #: (model option, info key, noun) for each kind of output count a dataset defines
 _OUTPUT_COUNTS = (("num_classes", "num_classes", "classes"), ("num_joints", "num_joints", "joints"))
@@ -23,8 +25,6 @@ _OUTPUT_COUNTS = (("num_classes", "num_classes", "classes"), ("num_joints", "num
 
 def _builder_default(recipe, option: str) -> Optional[int]:
     """The model builder's default for ``option`` when the recipe does not set it."""
-    from densevision.registry import MODELS, UnknownNameError
-
     try:
         builder = MODELS.get(recipe.model.name)
     except UnknownNameError:
@@ -149,25 +149,21 @@ def _output_kind(rank: Optional[int], stride: Optional[int]) -> str:
 
 def _task_of(rank: Optional[int], stride: Optional[int]) -> Optional[str]:
     """The name of the registered task whose models give outputs of this rank and stride (``None``: no one task)."""
-    from densevision.registry import TASKS, load_builtin_parts
-
     load_builtin_parts()
     classes = {TASKS.get(name): name for name in TASKS.names()}  # one entry per class (aliases share one)
-    names = [cls.name for cls in classes if getattr(cls, "output_rank", None) == rank
-             and getattr(cls, "output_stride", None) in (None, stride)]
+    names = [cls.name for cls in classes if cls.output_rank == rank and cls.output_stride in (None, stride)]
     return names[0] if len(names) == 1 else None
 
 
 def _task_problem(model, summary: dict, task) -> Optional[str]:
     """Why the checkpoint is a model of another task than ``task`` (its output rank or stride differ), or None."""
-    rank, want_rank = summary["output_rank"], getattr(task, "output_rank", None)
-    want_stride = getattr(task, "output_stride", None)
-    if want_rank is None:
+    if task is None or task.output_rank is None:
         return None
+    rank, want_rank, want_stride = summary["output_rank"], task.output_rank, task.output_stride
     stride = output_stride(model) if rank == 4 and want_stride is not None else None
     if rank == want_rank and (stride is None or want_stride is None or stride == want_stride):
         return None
-    task_name = getattr(task, "name", "this")
+    task_name = task.name
     other = _task_of(rank, stride)
     if other == "classification":
         other = "classifier"
@@ -198,8 +194,6 @@ def check_checkpoint_matches(model, recipe, info: Optional[dict[str, Any]], path
         CheckpointError: ``"checkpoint X predicts 12 classes, the dataset 'camvid' has 11"`` and likewise for
             joints, input channels and input size.
     """
-    from densevision.engine.checkpoints import CheckpointError
-
     summary = checkpoint_summary(model)
     wrong_task = _task_problem(model, summary, task)
     if wrong_task:  # its channels count something else (joints, not classes): comparing them would mislead

@@ -12,7 +12,6 @@ batch counts exactly its own examples (:func:`forward_at_least_one`).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -231,11 +230,9 @@ def run_evaluation(
 
 
 def format_results(recipe, results: dict[str, Any]) -> str:
-    """A printable table of ``results``: the task class's ``format_results(results)`` if it has one, else JSON."""
-    formatter = getattr(TASKS.get(recipe.task), "format_results", None)
-    if formatter is None:
-        return json.dumps(to_json_compatible(results), indent=2)
-    return formatter(results)
+    """A printable table of ``results``: the task class's ``format_results(results)`` (:class:`~densevision.tasks.
+    base.Task` declares one for every task)."""
+    return TASKS.get(recipe.task).format_results(results)
 
 
 # ------------------------------------------------------------------------------------------ command line

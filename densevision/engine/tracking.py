@@ -19,12 +19,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
 from densevision.engine.plots import plot_history
+from densevision.errors import OutputError
+from densevision.files import write_png, write_text
 from densevision.tasks.base import to_uint8
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def start_wandb(recipe, run_dir: Path, resume: bool = False):
 
         id_file = run_dir / WANDB_ID_FILE
         run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
-        id_file.write_text(run_id)
+        write_text(id_file, run_id)
         os.environ.setdefault("WANDB_SILENT", "true")
         return wandb.init(
             project=cfg.project, entity=cfg.entity, tags=list(cfg.tags), config=recipe.to_dict(),
@@ -124,9 +125,11 @@ def save_pictures(pictures: list[np.ndarray], folder: Path, epoch: int, wandb_ru
     """Write sample pictures as PNG (always) and to W&B (when on)."""
     if not pictures:
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, picture in enumerate(pictures):
-        cv2.imwrite(str(folder / f"epoch{epoch + 1:03d}_{i}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    try:
+        for i, picture in enumerate(pictures):
+            write_png(folder / f"epoch{epoch + 1:03d}_{i}.png", picture)
+    except OutputError as error:  # a full disk must not stop training (cv2.imwrite failed silently before)
+        warnings.warn(f"could not write sample pictures: {error}", stacklevel=2)
     if wandb_run is not None:
         try:
             import wandb
@@ -154,8 +157,8 @@ def log_wandb_masks(wandb_run, masked: list[tuple[np.ndarray, dict[str, np.ndarr
     try:
         import wandb
 
-        labels = {index: name for index, name in enumerate(getattr(task, "class_names", []))}
-        ignore = getattr(task, "ignore_label", None)
+        labels = {index: name for index, name in enumerate(task.class_names or [])}
+        ignore = task.ignore_label
         if ignore is not None and ignore not in labels:
             labels[int(ignore)] = "void"
         images = [wandb.Image(to_uint8(image), masks={name: {"mask_data": np.asarray(mask, np.int32),

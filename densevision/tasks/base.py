@@ -3,23 +3,27 @@
 A sample travels like this (see docs/ARCHITECTURE.md):
 
     source.load(i) -> sample dict          {"image": uint8 (H, W, 3), <targets>, "meta": {...}}
-    task.prepare(sample, seed) -> example   augmentation + target encoding, numpy, one example
+    task.preparer(transforms, training)    fn(sample, seed) -> example: augmentation + target encoding, numpy
     pipeline batches examples unchanged     nested dict of tensors, shapes from ``task.example_spec``
     model(batch["image"]) -> outputs        one tensor, or a list (one per hourglass stack: the last predicts)
     task.loss / metric_sums / collect       per-example loss, additive sums, collect-then-finalise
     task.decode(outputs, batch)             answers in the original image (evaluation, prediction, pictures)
 
-The engine calls only these methods, so it trains, evaluates and predicts any task the same way.
+:class:`Task` declares, with defaults, every member the engine, prediction (:mod:`densevision.inference`), export
+(:mod:`densevision.serving`), the Python API and the video tool use, so none of them probes a task for a member.
+Writing prediction files is not the task's job: each task has a writer in :mod:`densevision.inference.writers`.
+A task imports nothing from the engine, inference, serving or video: what it needs from them (a forward pass, a
+person finder) is handed to it.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from densevision.registry import LOSSES
 
 #: ``fn(sample dict, seed or None) -> sample dict``: augmentation of every target kind at once
 Augment = Callable[[dict, Optional[int]], dict]
@@ -40,25 +44,17 @@ def to_uint8(image) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
 
 
-def keep_earlier(path, records: list[dict], key: str, unwrap: Callable[[Any], Any] = lambda data: data
-                 ) -> list[dict]:
-    """For ``--resume``: the records an earlier run wrote to ``path`` for inputs this run did not answer, then
-    ``records`` (an input answered again keeps only its newest record).
+class Forward(Protocol):
+    """The compiled forward pass :meth:`Task.predict_image` receives (:class:`densevision.inference.predictor.
+    Forward` is the one densevision makes)."""
 
-    Args:
-        path: the earlier run's JSON summary file (missing or unreadable: nothing earlier).
-        records: this run's records (dicts).
-        key: the record field naming the input (``"image"``, ``"path"``).
-        unwrap: the list of records inside the file's JSON (``lambda data: data["predictions"]``).
-    """
-    try:
-        earlier = unwrap(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
-        earlier = []
-    answered = {record[key] for record in records}
-    kept = [record for record in (earlier if isinstance(earlier, list) else [])
-            if isinstance(record, dict) and record.get(key) not in answered]
-    return kept + list(records)
+    def __call__(self, images: np.ndarray) -> Any:
+        """``images`` float32 ``(B, H, W, 3)`` in [0, 255] -> the model's outputs (numpy, nested as the model's)."""
+
+    def dense_scores(self, image: np.ndarray, flip: bool = False, scales: Sequence[float] = (1.0,),
+                     tile: int = 512, max_pixels: int = 2048 * 2048) -> np.ndarray:
+        """``(H, W, C)`` float32 per-pixel scores of one uint8 ``(H, W, 3)`` image: tiled above ``max_pixels``,
+        averaged over ``scales`` and, with ``flip``, the mirrored image."""
 
 
 class Task:
@@ -87,6 +83,18 @@ class Task:
     #: input size / output size of a rank-4 output (1: a map at the input's size, 4: heatmaps at a quarter of it);
     #: with ``output_rank`` it tells a checkpoint of another task (a pose model in a segmentation recipe)
     output_stride: Optional[int] = None
+    #: the classes of a task with classes (set from the dataset info by :meth:`_read_class_names`), else ``None``
+    class_names: Optional[list[str]] = None
+    num_classes: Optional[int] = None
+    #: the label of void pixels left out of losses and metrics (segmentation), else ``None``
+    ignore_label: Optional[int] = None
+    #: test-time flip inside :meth:`forward` (pose: the mirrored crop, joints swapped; read when the forward pass is
+    #: traced); tasks that flip elsewhere (segmentation: ``Forward.dense_scores(flip=...)``) leave it unused
+    flip_test: bool = False
+    #: export: the name of the raw prediction among the exported outputs (``"heatmaps"`` for pose)
+    raw_output_name: str = "logits"
+    #: export: ``(H, W)`` an exported model must take (pose: its crop size), ``None``: any size
+    serving_input_size: Optional[tuple[int, int]] = None
 
     def __init__(self, recipe, info: dict[str, Any]):
         self.recipe = recipe
@@ -104,8 +112,6 @@ class Task:
 
     def _configured_loss(self, **extra) -> Callable:
         """The recipe's ``loss`` section (default :attr:`default_loss`) built from ``LOSSES``."""
-        from densevision.registry import LOSSES
-
         section = getattr(self.recipe, "loss", None) if self.recipe is not None else None
         name = section.name if section is not None else self.default_loss
         options = dict(section.kwargs()) if section is not None else {}
@@ -184,32 +190,20 @@ class Task:
         ``samples``: a list of ``(name, batch of one example (numpy dict), outputs (numpy))``."""
         return []
 
-    # ---- batch prediction (tools/predict.py; see densevision.engine.predictor)
-    def prediction_files(self, stem: str, options) -> list[str]:
-        """Output files of one input, relative to the output folder (``stem``: its relative path without
-        extension), e.g. ``["a/b.png", "overlays/a/b.png"]``."""
-        raise NotImplementedError(f"the {self.name} task does not support batch prediction")
+    # ---- prediction (densevision.inference.predictor, the Python API, the video tool)
+    def predict_image(self, forward: Forward, image: np.ndarray, options, key: str = "") -> Any:
+        """The answer for one uint8 ``(H, W, 3)`` image, using ``forward`` (:class:`Forward`); ``options`` are the
+        prediction options (``PredictOptions``: flip, scales, tiles, top-k); ``key`` is the input's relative path
+        (how side data such as person boxes names it). The files it becomes are its writer's
+        (:mod:`densevision.inference.writers`)."""
+        raise NotImplementedError(f"the {self.name} task does not support prediction")
 
-    def prediction_summary_files(self, options) -> list[str]:
-        """Files written once per run from every input's record (e.g. ``predictions.csv``)."""
-        return []
-
-    def predict_image(self, forward, image: np.ndarray, options, key: str = "") -> Any:
-        """The answer for one uint8 ``(H, W, 3)`` image, using ``forward(images (B, h, w, 3) float32) -> outputs``
-        (numpy); ``key`` is the input's relative path (for per-image side data such as person boxes)."""
-        raise NotImplementedError(f"the {self.name} task does not support batch prediction")
-
-    def write_prediction(self, answer, image: np.ndarray, paths: list, options) -> None:
-        """Write one input's outputs to ``paths`` (those of :meth:`prediction_files`, in order), atomically."""
-        raise NotImplementedError(f"the {self.name} task does not support batch prediction")
-
-    def prediction_record(self, answer, relative: str, size: tuple[int, int], options) -> Optional[dict]:
-        """A JSON-able row for the run's summary files, or ``None``."""
-        return None
-
-    def finish_predictions(self, records: list, output_dir, options, resume: bool = False) -> list:
-        """Write the run's summary files from the records (merged with an earlier run's under ``resume``)."""
-        return []
+    # ---- export (densevision.serving)
+    def serving_outputs(self, prediction: tf.Tensor, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """TF graph ops (traceable, no numpy): the prediction tensor (the last output, float32) and the uint8 input
+        images ``(B, H, W, 3)`` -> the decoded outputs of an exported model, by name. A task that does not define
+        it cannot be exported."""
+        raise NotImplementedError(f"the {self.name} task has no serving outputs")
 
     @staticmethod
     def format_results(results: dict) -> str:

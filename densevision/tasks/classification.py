@@ -7,17 +7,24 @@ top-min(5, K).
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 from pathlib import Path
 from typing import Any, Callable
 
 import cv2
 import numpy as np
-
+import scipy.special
 import tensorflow as tf
 
+from densevision.data.augment import build_augmentation
+from densevision.data.image_folder import DEMO_CLASSES, make_demo_image_folder
+from densevision.files import write_png, write_text
 from densevision.registry import LOSSES, TASKS
-from densevision.tasks.base import Task, final_output, keep_earlier, to_uint8
+from densevision.tasks.base import Forward, Task, final_output, to_uint8
+from densevision.visualization.segmentation import save_confusion_matrix_png
+
 
 @LOSSES.register("softmax_cross_entropy", task="classification")
 def softmax_cross_entropy(label_smoothing: float = 0.0) -> Callable:
@@ -73,8 +80,6 @@ class ClassificationTask(Task):
 
     def augmenter(self, transforms: list, training: bool) -> Callable:
         """``fn(sample, seed) -> sample``: albumentations on the image; the label passes through."""
-        from densevision.data.augment import build_augmentation
-
         return build_augmentation(transforms, target="label")
 
     def encode(self, sample: dict) -> dict[str, np.ndarray]:
@@ -146,9 +151,7 @@ class ClassificationTask(Task):
     # ---- outputs
     def decode(self, outputs, batch: dict = None) -> list[dict[str, Any]]:
         """Per example ``{"label": int, "probabilities": (K,) float64}`` (softmax of the last output's logits)."""
-        logits = np.asarray(final_output(outputs), np.float64)
-        probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        probabilities /= probabilities.sum(axis=-1, keepdims=True)
+        probabilities = scipy.special.softmax(np.asarray(final_output(outputs), np.float64), axis=-1)
         return [{"label": int(p.argmax()), "probabilities": p} for p in probabilities]
 
     def pictures(self, batch: dict, outputs) -> list[np.ndarray]:
@@ -183,12 +186,6 @@ class ClassificationTask(Task):
         """As segmentation's report: ``per_class_accuracy.txt`` (the table), ``confusion_matrix.csv`` (counts,
         rows: true class, columns: predicted), ``confusion_matrix.png`` (row-normalised) and
         ``overlays/<name>.png`` (captioned sample pictures)."""
-        import csv
-        import io
-
-        from densevision.files import write_png, write_text
-        from densevision.visualization.segmentation import save_confusion_matrix_png
-
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         written = [output_dir / "per_class_accuracy.txt"]
@@ -218,16 +215,10 @@ class ClassificationTask(Task):
         return {"probabilities": tf.nn.softmax(logits, axis=-1),
                 "top_class": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
-    # ---- batch prediction
-    def prediction_files(self, stem: str, options) -> list[str]:
-        """No file per image: every answer goes to ``predictions.csv`` and ``predictions.json``."""
-        return []
-
-    def prediction_summary_files(self, options) -> list[str]:
-        return ["predictions.csv", "predictions.json"]
-
-    def predict_image(self, forward, image: np.ndarray, options, key: str = "") -> dict[str, Any]:
-        """The image resized to the model's input size (``model.input_shape`` when fixed), then the softmax."""
+    # ---- prediction
+    def predict_image(self, forward: Forward, image: np.ndarray, options, key: str = "") -> dict[str, Any]:
+        """The image resized to the model's input size (``model.input_shape`` when fixed), then the softmax:
+        ``{"label": int, "probabilities": (K,) float64}``."""
         shape = (self.recipe.model.kwargs().get("input_shape") if self.recipe is not None else None) or ()
         if len(shape) >= 2 and shape[0] and shape[1] and tuple(image.shape[:2]) != (shape[0], shape[1]):
             shrinking = shape[0] * shape[1] < image.shape[0] * image.shape[1]
@@ -235,36 +226,17 @@ class ClassificationTask(Task):
                                interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
         return self.decode(forward(image[None].astype(np.float32)))[0]
 
-    def write_prediction(self, answer, image, paths, options) -> None:
-        """Nothing per image (see :meth:`finish_predictions`)."""
-
-    def prediction_record(self, answer, relative: str, size, options) -> dict[str, Any]:
-        """``{"path", "top_k": [{"class", "index", "probability"}]}``."""
+    def top_k(self, answer: dict[str, Any], k: int = 5) -> list[dict[str, Any]]:
+        """The ``k`` most probable classes of an answer, most probable first (ties in index order):
+        ``[{"class", "index", "probability"}]``."""
         probabilities = answer["probabilities"]
-        top = np.argsort(-probabilities, kind="stable")[:max(1, int(getattr(options, "top_k", 5)))]
-        return {"path": relative, "top_k": [{"class": self._name(int(i)), "index": int(i),
-                                             "probability": float(probabilities[i])} for i in top]}
+        top = np.argsort(-probabilities, kind="stable")[:max(1, int(k))]
+        return [{"class": self._name(int(i)), "index": int(i), "probability": float(probabilities[i])} for i in top]
 
-    def finish_predictions(self, records: list, output_dir, options, resume: bool = False) -> list:
-        """``predictions.json`` (the records) and ``predictions.csv`` (``path, rank, class, index, probability``)."""
-        import csv
-        import io
-
-        from densevision.files import write_json, write_text
-
-        output_dir = Path(output_dir)
-        if resume:  # inputs of an earlier run into this folder that this run did not answer keep their rows
-            records = keep_earlier(output_dir / "predictions.json", records, "path", lambda data: data["predictions"])
-        records = sorted(records, key=lambda record: record["path"])
-        rows = io.StringIO()
-        writer = csv.writer(rows)
-        writer.writerow(["path", "rank", "class", "index", "probability"])
-        for record in records:
-            for rank, entry in enumerate(record["top_k"], 1):
-                writer.writerow([record["path"], rank, entry["class"], entry["index"], f"{entry['probability']:.6f}"])
-        write_json(output_dir / "predictions.json", {"predictions": records})
-        write_text(output_dir / "predictions.csv", rows.getvalue())
-        return [output_dir / "predictions.json", output_dir / "predictions.csv"]
+    def prediction_record(self, answer, relative: str, size=None, options=None) -> dict[str, Any]:
+        """``{"path": relative, "top_k": top_k(answer, options.top_k)}``, the record of ``predictions.json``
+        (:class:`densevision.inference.writers.ClassificationWriter` writes it; kept here for the video tool)."""
+        return {"path": relative, "top_k": self.top_k(answer, getattr(options, "top_k", 5))}
 
     def _name(self, index: int) -> str:
         return self.class_names[index] if 0 <= index < len(self.class_names) else str(index)
@@ -272,8 +244,6 @@ class ClassificationTask(Task):
     @classmethod
     def make_demo_data(cls, directory: str) -> dict[str, Any]:
         """Write the demo shapes dataset (5 classes, 64x64) in ``directory``; point the recipe at it."""
-        from densevision.data.image_folder import DEMO_CLASSES, make_demo_image_folder
-
         make_demo_image_folder(directory)
         return {"data.root": str(directory), "data.name": "image_folder", "model.num_classes": len(DEMO_CLASSES)}
 

@@ -11,7 +11,7 @@ PyTorch's ``CrossEntropyLoss(weight=..., reduction="mean")`` does); an example w
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Sequence, Union
+from typing import Callable, Literal, Optional, Union
 
 import tensorflow as tf
 
@@ -165,10 +165,3 @@ def dice(smooth: float = 1.0) -> LossFn:
 
     return loss_fn
 
-
-def build_loss(name: str = "cross_entropy", class_weights: Optional[Sequence[float]] = None, **options) -> LossFn:
-    """``LOSSES[name](**options)``, passing ``class_weights`` only to losses that take them."""
-    builder = LOSSES.get(name)
-    if class_weights is not None:
-        options["class_weights"] = list(class_weights)
-    return builder(**options)

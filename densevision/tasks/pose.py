@@ -31,10 +31,20 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from densevision.codecs.heatmap import flip_back, to_image as crop_to_image
 from densevision.data import topdown
+from densevision.data.augment import build_augmentation
 from densevision.data.boxes import load_boxes_file
+from densevision.data.demo_people import make_demo_coco_keypoints
+from densevision.files import write_png, write_text
 from densevision.registry import CODECS, TASKS
-from densevision.tasks.base import Task, final_output, keep_earlier, to_uint8
+from densevision.tasks.base import Forward, Task, final_output, to_uint8
+from densevision.tasks.pose_metrics import coco_keypoint_ap, coco_results, instance_scores, pck_counts_tf, pck_summary
+from densevision.visualization.pose import side_by_side_pose
+
+#: ``finder(image uint8 (H, W, 3), key) -> (boxes (N, 4) [x, y, w, h], scores (N,))``: how a pose task finds people
+#: in a whole image (:mod:`densevision.inference.people` makes them: whole image, boxes file, HOG detector)
+PersonFinder = Callable[[np.ndarray, str], tuple[np.ndarray, np.ndarray]]
 
 DEFAULT_INPUT_SIZE = (256, 256)
 #: metric name -> (result key, default threshold)
@@ -72,6 +82,8 @@ class PoseTask(Task):
         self.codec = CODECS.get(codec_name)(input_size=self.input_size, **codec_options)
         test = getattr(recipe, "test", None) if recipe is not None else None
         self.flip_test = bool(getattr(test, "flip_test", False))
+        #: set by the caller before :meth:`predict_image` (prediction: the pose writer, from the options)
+        self.person_finder: Optional[PersonFinder] = None
 
     @property
     def default_monitor(self) -> tuple[str, str]:
@@ -115,8 +127,6 @@ class PoseTask(Task):
     def augmenter(self, transforms: list, training: bool) -> Callable:
         """``fn(sample, seed) -> sample``: the top-down crop, then the recipe's transforms on the crop (a mirror
         swaps joints through the flip pairs)."""
-        from densevision.data.augment import build_augmentation
-
         augment = build_augmentation(transforms, target="keypoints", flip_pairs=self.flip_pairs)
 
         def crop_and_augment(sample: dict, seed: Optional[int]) -> dict:
@@ -165,8 +175,6 @@ class PoseTask(Task):
         outputs = model(images, training=training)
         if training or not self.flip_test:
             return outputs
-        from densevision.codecs.heatmap import flip_back
-
         # No extra one-cell shift: with the codec's aligned convention (heatmap cell centres on the pixels they
         # cover) mirroring the crop maps u -> w - 1 - u exactly (see densevision.codecs.heatmap.flip_back).
         mirrored = final_output(model(tf.reverse(images, axis=[2]), training=False))
@@ -190,8 +198,6 @@ class PoseTask(Task):
     def metric_sums(self, batch: dict, outputs) -> dict:
         """``{"hits": (J,) int32, "counts": (J,) int32}``: joints within ``threshold x normalizer`` of the truth, and
         joints counted (labelled, and the example has a normalizer)."""
-        from densevision.tasks.pose_metrics import pck_counts_tf
-
         predicted, _ = self._decode_tf(outputs)
         truth = batch["keypoints"]
         hits, counts = pck_counts_tf(predicted, truth[..., :2], truth[..., 2] > 0, batch["normalizer"],
@@ -210,8 +216,6 @@ class PoseTask(Task):
     def metric_results(self, sums: dict[str, np.ndarray], collected: Optional[dict] = None) -> dict[str, Any]:
         """``{<pck|pckh>: mean over joints counted, "per_joint": {name: value}}``, plus ``ap``, ``ap50``, ``ap75``,
         ``ar`` (COCO keypoints, when the instances were collected)."""
-        from densevision.tasks.pose_metrics import pck_summary
-
         results = pck_summary(sums["hits"], sums["counts"], self.joint_names, metric=self.metric_key,
                               exclude_from_mean=self.info.get("exclude_from_mean", ()))
         if self.metric == "coco_ap" and collected:
@@ -220,8 +224,6 @@ class PoseTask(Task):
 
     def coco_metrics(self, collected: dict) -> dict[str, float]:
         """OKS AP through pycocotools from collected crop answers."""
-        from densevision.tasks.pose_metrics import coco_keypoint_ap, coco_results, instance_scores
-
         keypoints = self.to_image(collected["keypoints"], collected["scores"], collected["affine"])
         scores = instance_scores(keypoints[..., 2], collected["box_score"])
         results = coco_results(collected["image_id"], keypoints, scores)
@@ -232,11 +234,9 @@ class PoseTask(Task):
     @staticmethod
     def to_image(keypoints: np.ndarray, scores: np.ndarray, affines) -> np.ndarray:
         """Crop answers ``(B, J, 2)`` + scores ``(B, J)`` -> ``(B, J, 3)`` x, y, score in the original image."""
-        from densevision.codecs.heatmap import to_image
-
         points = np.concatenate([np.asarray(keypoints, np.float32)[..., :2],
                                  np.asarray(scores, np.float32)[..., None]], axis=-1)
-        return to_image(points, np.asarray(affines, np.float64).reshape(-1, 2, 3))
+        return crop_to_image(points, np.asarray(affines, np.float64).reshape(-1, 2, 3))
 
     def decode(self, outputs, batch: dict) -> list[np.ndarray]:
         """Per example ``(J, 3)``: x, y in the original image and the heatmap peak as score."""
@@ -246,8 +246,6 @@ class PoseTask(Task):
 
     def pictures(self, batch: dict, outputs) -> list[np.ndarray]:
         """Per example: the crop with the true skeleton | the crop with the predicted skeleton."""
-        from densevision.visualization.pose import side_by_side_pose
-
         heatmaps = np.asarray(final_output(outputs), np.float32)
         predicted, scores = self.codec.decode(heatmaps)
         pictures = []
@@ -267,8 +265,6 @@ class PoseTask(Task):
 
     def write_report(self, results: dict, sums: dict, output_dir, samples=None) -> list:
         """``per_joint.txt`` (the table) and ``overlays/<name>.png`` (true | predicted skeletons)."""
-        from densevision.files import write_png, write_text
-
         output_dir = Path(output_dir)
         written = [output_dir / "per_joint.txt"]
         write_text(written[0], self.format_results(results) + "\n")
@@ -313,8 +309,8 @@ class PoseTask(Task):
         prediction and the video tool.
 
         Args:
-            forward: ``fn(crops float32 (B, H, W, 3)) -> heatmaps`` (e.g. :func:`~densevision.engine.predictor.
-                make_forward`, which applies ``test.flip_test``).
+            forward: ``fn(crops float32 (B, H, W, 3)) -> heatmaps`` (e.g. :class:`densevision.inference.predictor.
+                Forward`, which applies ``test.flip_test``).
             image: uint8 ``(H, W, 3)`` RGB.
             boxes: ``(N, 4)`` ``[x, y, w, h]`` person boxes in image pixels.
 
@@ -336,76 +332,25 @@ class PoseTask(Task):
             people[start:start + len(chunk)] = self.to_image(keypoints, scores, affines[start:start + len(chunk)])
         return people
 
-    def _find_people(self, image: np.ndarray, options, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(boxes (N, 4) xywh, scores (N,))``: the whole image (``--single``), the boxes file's entry for ``key``
-        (:mod:`densevision.data.boxes`, checked up front by the predictor), or OpenCV's HOG people detector."""
-        height, width = image.shape[:2]
-        if getattr(options, "single", False):
-            return np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32)
-        if getattr(options, "boxes_file", None):
-            table = self.__dict__.get("_boxes_table")
-            if table is None:
-                table = self._boxes_table = load_boxes_file(options.boxes_file)
-            return table.lookup(name=key)
-        detector = self.__dict__.get("_detector")
-        if detector is None:
-            from densevision.video.detect import HogPersonDetector  # the detector only when no boxes are given
+    # ------------------------------------------------------------------------------------------ prediction
+    def predict_image(self, forward: Forward, image: np.ndarray, options, key: str = "") -> dict[str, Any]:
+        """``{"people": [{"box": [x, y, w, h], "score": float, "keypoints": (J, 3)}]}`` in image pixels, for the
+        people :attr:`person_finder` finds (``key``: the input's relative path, how a boxes file names it).
 
-            detector = self._detector = HogPersonDetector()
-        boxes, scores = detector(image)
-        return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1)
-
-    # ------------------------------------------------------------------------------------------ batch prediction
-    def prediction_files(self, stem: str, options) -> list[str]:
-        """``overlays/<stem>.png``: the image with every person's skeleton (answers go to ``results.json``)."""
-        return [f"overlays/{stem}.png"]
-
-    def prediction_summary_files(self, options) -> list[str]:
-        return ["results.json"]
-
-    def predict_image(self, forward, image: np.ndarray, options, key: str = "") -> dict[str, Any]:
-        """``{"people": [{"box": [x, y, w, h], "score": float, "keypoints": (J, 3)}]}`` in image pixels."""
-        boxes, box_scores = self._find_people(image, options, key)
+        Raises:
+            ValueError: no person finder was given to the task.
+        """
+        if self.person_finder is None:
+            raise ValueError("pose task: no person finder; set task.person_finder (e.g. densevision.inference."
+                             "people.person_finder(options)) before predicting whole images")
+        boxes, box_scores = self.person_finder(image, key)
         keypoints = self.estimate_people(forward, image, boxes, getattr(options, "batch_size", 16))
         return {"people": [{"box": [float(v) for v in box], "score": float(score), "keypoints": points}
                            for box, score, points in zip(boxes, box_scores, keypoints)]}
 
-    def write_prediction(self, answer, image: np.ndarray, paths: list, options) -> None:
-        from densevision.files import write_png
-        from densevision.visualization.pose import draw_pose
-
-        people = answer["people"]
-        keypoints = np.stack([p["keypoints"] for p in people]) if people else np.zeros((0, self.num_joints, 3))
-        boxes = np.array([p["box"] for p in people], np.float32).reshape(-1, 4)
-        write_png(paths[0], draw_pose(image, keypoints, self.info["skeleton"], self.info.get("joint_colors"),
-                                      self.info.get("link_colors"), boxes=boxes))
-
-    def prediction_record(self, answer, relative: str, size, options) -> list[dict[str, Any]]:
-        """One :func:`person_record` per person (the video JSON's record, keypoints in COCO's flat layout) with ``image`` (the relative path),
-        COCO's ``image_id`` (the file name when it is a number, COCO's own images, else -1), ``category_id`` 1 and
-        ``bbox`` (the box again, under COCO's name)."""
-        stem = Path(relative).stem
-        image_id = int(stem) if stem.isdigit() else -1
-        return [{"image": relative, "image_id": image_id, "category_id": 1,
-                 **person_record(person["box"], person["score"], person["keypoints"], coco_layout=True),
-                 "bbox": [round(float(v), 2) for v in person["box"]]} for person in answer["people"]]
-
-    def finish_predictions(self, records: list, output_dir, options, resume: bool = False) -> list:
-        """``results.json``: every person of every image (with ``resume``, earlier runs' images are kept)."""
-        from densevision.files import write_json
-
-        path = Path(output_dir) / "results.json"
-        results = [entry for record in records for entry in record]
-        if resume:
-            results = keep_earlier(path, results, "image")
-        write_json(path, sorted(results, key=lambda entry: entry["image"]))
-        return [path]
-
     @classmethod
     def make_demo_data(cls, directory: str) -> dict[str, Any]:
         """Generated people-like figures with known keypoints in the COCO layout (17 joints)."""
-        from densevision.data.demo_people import make_demo_coco_keypoints
-
         make_demo_coco_keypoints(directory)
         return {"data.root": str(directory), "data.name": "coco_keypoints", "model.num_joints": 17}
 

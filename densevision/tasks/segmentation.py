@@ -26,11 +26,14 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from densevision.visualization import segmentation as visualize
+from densevision.data.augment import build_augmentation
+from densevision.data import class_weights
+from densevision.data.demo_streets import make_demo_camvid
 from densevision.files import cache_root, write_text
 from densevision.registry import DATASETS, LOSSES, TASKS
 from densevision.tasks import losses as _losses  # importing registers the losses
-from densevision.tasks.base import Task, final_output, to_uint8
+from densevision.tasks.base import Forward, Task, final_output, to_uint8
+from densevision.visualization import segmentation as visualize
 
 # ------------------------------------------------------------------------------------------ confusion matrix
 
@@ -185,8 +188,6 @@ class SegmentationTask(Task):
     def augmenter(self, transforms: list, training: bool) -> Callable:
         """``fn(sample, seed) -> sample`` moving image and mask together; padding fills the mask with the ignore
         label so padded pixels never count."""
-        from densevision.data.augment import build_augmentation
-
         return build_augmentation(transforms, target="mask", ignore_label=self.ignore_label)
 
     def encode(self, sample: dict) -> dict[str, np.ndarray]:
@@ -212,15 +213,12 @@ class SegmentationTask(Task):
 
     def median_frequency_weights(self) -> np.ndarray:
         """``(K,)`` median-frequency class weights of the recipe's training split (cached on disk)."""
-        from densevision.data.class_weights import median_frequency_weights
-
         data = self.recipe.data
         source = DATASETS.get(data.name)(root=data.root, split=data.train_split, **data.kwargs())
-        cache_dir = cache_root() / "class_weights"
-        return np.asarray(
-            median_frequency_weights(source, self.num_classes, self.ignore_label, cache_dir=str(cache_dir)),
-            np.float32,
-        )
+        cache_dir = str(cache_root() / "class_weights")
+        weights = class_weights.median_frequency_weights(source, self.num_classes, self.ignore_label,
+                                                         cache_dir=cache_dir)
+        return np.asarray(weights, np.float32)
 
     def loss(self, batch: dict, outputs):
         """``(B,)`` float32: the recipe's loss (default cross-entropy) per example, void pixels excluded."""
@@ -295,41 +293,17 @@ class SegmentationTask(Task):
             logits = tf.cond(same, lambda: logits, lambda: tf.image.resize(logits, size, method="bilinear"))
         return {"labels": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
-    # ---- batch prediction
-    def prediction_files(self, stem: str, options) -> list[str]:
-        """``<stem>.png`` index mask (values = class ids, the input's displayed size), then optionally
-        ``color/<stem>.png`` (palette colours) and ``overlays/<stem>.png`` (colours over the image)."""
-        files = [f"{stem}.png"]
-        if getattr(options, "color", False):
-            files.append(f"color/{stem}.png")
-        if getattr(options, "overlay", False):
-            files.append(f"overlays/{stem}.png")
-        return files
-
-    def predict_image(self, forward, image: np.ndarray, options, key: str = "") -> np.ndarray:
+    # ---- prediction
+    def predict_image(self, forward: Forward, image: np.ndarray, options, key: str = "") -> np.ndarray:
         """``(H, W)`` int32 labels: argmax of the (tiled, flip/scale-averaged) logits at the image's size."""
-        from densevision.inference.dense import dense_scores
-
-        scores = dense_scores(forward, image, flip=getattr(options, "flip", False),
-                              scales=getattr(options, "scales", (1.0,)), tile=getattr(options, "tile", 512),
-                              max_pixels=getattr(options, "max_pixels", 2048 * 2048))
+        scores = forward.dense_scores(image, flip=getattr(options, "flip", False),
+                                      scales=getattr(options, "scales", (1.0,)), tile=getattr(options, "tile", 512),
+                                      max_pixels=getattr(options, "max_pixels", 2048 * 2048))
         return scores.argmax(axis=-1).astype(np.int32)
-
-    def write_prediction(self, answer: np.ndarray, image: np.ndarray, paths: list, options) -> None:
-        from densevision.files import write_png
-
-        write_png(paths[0], answer.astype(np.uint8 if self.num_classes <= 256 else np.uint16))
-        rest = list(paths[1:])
-        if getattr(options, "color", False):
-            write_png(rest.pop(0), self.colorize(answer))
-        if getattr(options, "overlay", False):
-            write_png(rest.pop(0), visualize.overlay(image, answer, self.palette))
 
     @classmethod
     def make_demo_data(cls, directory: str) -> dict[str, Any]:
         """Generate the synthetic street-scene dataset (CamVid layout) in ``directory``; point the recipe at it."""
-        from densevision.data.demo_streets import make_demo_camvid
-
         make_demo_camvid(directory)
         return {"data.root": str(directory), "data.name": "camvid"}
 

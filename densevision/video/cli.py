@@ -56,8 +56,7 @@ def _task_and_forward(recipe, weights: str, flip_test: bool):
 
     info = prediction_info(recipe)
     task = TASKS.get(recipe.task)(recipe, info)
-    if hasattr(task, "flip_test"):  # pose: flip test inside the forward pass, joints swapped
-        task.flip_test = task.flip_test or flip_test
+    task.flip_test = task.flip_test or flip_test  # pose: flip test inside the forward pass, joints swapped
     model = load_checkpoint(weights, recipe)
     check_checkpoint_matches(model, recipe, info, weights, task=task)
     return task, make_forward(model, task)
