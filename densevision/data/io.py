@@ -36,6 +36,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from densevision.data.errors import DatasetError, ImageReadError, summarize_items
+from densevision.errors import OutputError
+from densevision.files import cache_root, describe_os_error, write_json
 from densevision.progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
@@ -66,8 +68,6 @@ def _read_bytes(path: Path) -> bytes:
         reason = "broken symbolic link" if path.is_symlink() else "file not found"
         raise ImageReadError(path, reason) from None
     except OSError as error:
-        from densevision.files import describe_os_error
-
         raise ImageReadError(path, f"cannot be read: {describe_os_error(error)}") from None
     if not data:
         raise ImageReadError(path, "empty file (0 bytes)")
@@ -241,8 +241,6 @@ def scan_folder(folder: PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS
     Raises:
         DatasetError: ``folder`` itself cannot be listed.
     """
-    from densevision.files import describe_os_error
-
     folder = Path(folder)
     try:
         with os.scandir(folder) as entries:
@@ -374,9 +372,7 @@ def list_images(inputs: Iterable[PathLike], recursive: bool = True,
                 os.stat(path)
                 reason = "cannot be resolved"
             except OSError as error:
-                from densevision.files import describe_os_error
-
-                reason = ("broken symbolic link to " + os.readlink(path) if isinstance(error, FileNotFoundError)
+                        reason = ("broken symbolic link to " + os.readlink(path) if isinstance(error, FileNotFoundError)
                           else describe_os_error(error))
             problems.append(f"{path} ({reason})")
         else:
@@ -474,9 +470,6 @@ class _VerifiedCache:
         self.added.add(folder)
 
     def save(self) -> None:
-        from densevision.errors import OutputError
-        from densevision.files import write_json
-
         for folder in self.added:
             entries = self.folders[folder]
             self.folders.pop(folder)
@@ -505,8 +498,6 @@ def verify_images(paths: Iterable[PathLike], cache_dir: Union[PathLike, None, bo
         workers: threads (Pillow decodes outside the GIL); default ``min(8, cpu count)``.
         desc: the progress bar's label.
     """
-    from densevision.files import cache_root
-
     paths = [Path(p) for p in paths]
     cache = None
     if cache_dir is not False:
