@@ -12,6 +12,8 @@ void (unlabelled), which is ignored by loss and metrics. See datasets/camvid/REA
 
 from __future__ import annotations
 
+import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -178,9 +180,6 @@ def extract_camvid_archive(archive: str | Path, out: str | Path) -> Path:
     Raises:
         DatasetError: the zip holds no ``CamVid/`` folder.
     """
-    import shutil
-    import zipfile
-
     out = Path(out)
     with zipfile.ZipFile(archive) as zipped:
         members = [m for m in zipped.infolist() if "/CamVid/" in f"/{m.filename}" and not m.is_dir()]

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -92,8 +93,6 @@ def _decode(path: PathLike) -> Union[Image.Image, np.ndarray]:
         if "truncat" in str(error).lower():
             raise ImageReadError(path, _TRUNCATED) from None
         raise ImageReadError(path, f"corrupt ({type(error).__name__}: {error})") from None
-    import cv2
-
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise ImageReadError(path, f"not an image (the contents are not {_format_names()} data)")
