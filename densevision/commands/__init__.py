@@ -16,7 +16,6 @@ up for recipes and checkpoints: ``sliding_run.py`` holds ``densevision sliding``
 
 from __future__ import annotations
 
-import argparse
 import sys
 from importlib import import_module
 from typing import Callable, Optional, Sequence

@@ -16,7 +16,7 @@ import keras
 
 from densevision import files
 from densevision.engine.compat import check_checkpoint_matches
-from densevision.errors import CheckpointError, DensevisionError, OutputError  # CheckpointError: re-exported
+from densevision.errors import CheckpointError, OutputError  # CheckpointError: re-exported (its old home)
 from densevision.models import build_model
 from densevision.registry import load_builtin_parts
 
