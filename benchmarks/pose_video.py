@@ -77,14 +77,10 @@ def model_of(args, overrides: list[str]):
     from densevision.engine.checkpoints import load_checkpoint
     from densevision.engine.predictor import make_forward, prediction_info
     from densevision.models import build_model
-    from densevision.recipes import load_recipe
+    from densevision.engine.demo import load_tool_recipe
     from densevision.registry import TASKS
 
-    recipe = load_recipe(args.recipe, overrides, demo=args.demo)
-    if args.demo:
-        from densevision.engine.demo import apply_demo
-
-        recipe = apply_demo(recipe)
+    recipe = load_tool_recipe(args.recipe, overrides, demo=args.demo)  # as every command loads it
     task = TASKS.get(recipe.task)(recipe, prediction_info(recipe))
     model = load_checkpoint(args.weights, recipe) if args.weights else build_model(recipe)
     return recipe, task, make_forward(model, task)

@@ -29,7 +29,7 @@ import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
 import densevision  # noqa: F401
-from densevision.inference.sliding import sliding_classify_command
+from densevision.commands.sliding_run import sliding_classify_command
 started = time.perf_counter()
 code = sliding_classify_command({recipe!r}, {weights!r}, [{image!r}], output={output!r}, demo=True, progress=False,
                                 max_pixels={max_pixels!r}, k=1)

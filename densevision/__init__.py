@@ -24,6 +24,7 @@ from densevision._env import configure_environment
 configure_environment()
 
 from densevision._env import register_when_keras_loads  # noqa: E402
+from densevision.registry import load_builtin_parts  # noqa: E402
 
 register_when_keras_loads()
 
@@ -49,8 +50,6 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'densevision' has no attribute {name!r}")
-    from densevision.registry import load_builtin_parts
-
     load_builtin_parts()
     value = getattr(import_module(module), name)
     globals()[name] = value  # later accesses skip __getattr__

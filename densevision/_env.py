@@ -23,6 +23,7 @@ import sys
 import tempfile
 
 from densevision.errors import DensevisionError
+from densevision.registry import load_builtin_parts  # light: the parts themselves load on the first call
 
 SUPPORTED_BACKEND = "tensorflow"
 
@@ -64,12 +65,6 @@ def check_loaded_backend() -> None:
         )
 
 
-def _register_parts() -> None:
-    from densevision.registry import load_builtin_parts  # the parts import keras: only once it is loaded
-
-    load_builtin_parts()
-
-
 def _densevision_initialising() -> bool:
     """A densevision module is half-imported: registering now would re-enter it (a circular import)."""
     return any(name.startswith("densevision.") and getattr(getattr(module, "__spec__", None), "_initializing", False)
@@ -98,7 +93,7 @@ class _AfterKerasImport:
             execute(module)
             check_loaded_backend()
             if not _densevision_initialising():
-                _register_parts()
+                load_builtin_parts()  # the parts import keras: only once it is loaded
 
         spec.loader.exec_module = exec_module  # this loader instance serves keras/__init__.py only
         return spec
@@ -108,7 +103,7 @@ def register_when_keras_loads() -> None:
     """Register the built-in parts now if keras is loaded, else as soon as it is (see the module docstring)."""
     if "keras" in sys.modules:
         check_loaded_backend()
-        _register_parts()
+        load_builtin_parts()
     elif not any(isinstance(finder, _AfterKerasImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _AfterKerasImport())
 

@@ -19,3 +19,11 @@ class UsageError(DensevisionError, ValueError):
 class OutputError(DensevisionError, ValueError):
     """An output that cannot or must not be written: a folder that is a file, a read-only place, an existing
     file without ``--overwrite``, two inputs that would write the same file."""
+
+
+class CheckpointError(DensevisionError, RuntimeError):
+    """A checkpoint or run folder that cannot be written or read; the message names the file.
+
+    Defined here (and re-exported by :mod:`densevision.engine.checkpoints`) so the checkpoint loader and the check
+    that a checkpoint fits its recipe (:mod:`densevision.engine.compat`) both raise it without importing each other.
+    """

@@ -22,8 +22,11 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
 from pydantic import PositiveInt, ValidationError, create_model
 
+from densevision.data.augment import AugmentationError, validate_transforms
 from densevision.errors import DensevisionError
+from densevision.files import write_text
 from densevision.registry import CODECS, DATASETS, LOSSES, MODELS, TASKS, UnknownNameError, did_you_mean
+from densevision.registry import load_builtin_parts
 
 BASE_KEY = "_base_"
 
@@ -263,11 +266,7 @@ def _to_container(config, where: str) -> dict:
                           ) from None
 
 
-def _import_builtin_parts() -> None:
-    """Importing the built-in modules registers their models, datasets, losses and tasks."""
-    from densevision.registry import load_builtin_parts
-
-    load_builtin_parts()
+_import_builtin_parts = load_builtin_parts  # the old name (tests use it): registers models, datasets, losses, tasks
 
 
 def _key_path(loc: tuple) -> str:
@@ -343,8 +342,6 @@ def _check_builder_options(section: str, registry, name: str, options: dict, ski
 
 def _check_augmentation(section) -> list[str]:
     """Build every albumentations transform once, so a misspelt name or parameter fails before any work."""
-    from densevision.data.augment import AugmentationError, validate_transforms
-
     problems = []
     for split in ("train", "val"):
         transforms = section.get(split) if isinstance(section, dict) else None
@@ -370,7 +367,7 @@ def _check_loss_task(config: dict) -> list[str]:
 
 def validate_recipe(config: dict, source: str = "<recipe>") -> Recipe:
     """Validate a merged recipe mapping; raise one :class:`RecipeError` listing every problem."""
-    _import_builtin_parts()
+    load_builtin_parts()
     problems: list[str] = []
     recipe = None
     try:
@@ -506,6 +503,4 @@ def _merge(config: dict, overrides, origin: str) -> dict:
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
     """Write the fully resolved recipe as YAML (atomically)."""
-    from densevision.files import write_text
-
     write_text(path, recipe.to_yaml())

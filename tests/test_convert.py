@@ -162,12 +162,12 @@ def test_stride_half_map_equals_crop_by_crop():
     big = image((41, 45), seed=7)
     assert sliding.network_stride(converted, 28) == (4, 4)
     crops, (rows, cols) = crops_of(big, 28, 2)
-    scores = sliding.dense_scores(converted, big, window=28, stride=2)
+    scores = sliding.window_scores(converted, big, window=28, stride=2)
     assert scores.shape == (1, rows, cols, 10) == (1, 7, 9, 10)
     np.testing.assert_allclose(scores[0], model.predict(crops, verbose=0).reshape(rows, cols, -1), atol=TOL)
     # stride 1 needs 16 passes and still matches
     crops, (rows, cols) = crops_of(big[:31, :33], 28, 1)
-    scores = sliding.dense_scores(converted, big[:31, :33], window=28, stride=1)
+    scores = sliding.window_scores(converted, big[:31, :33], window=28, stride=1)
     np.testing.assert_allclose(scores[0], model.predict(crops, verbose=0).reshape(rows, cols, -1), atol=TOL)
 
 
@@ -230,9 +230,9 @@ def test_unknown_pooling_window_is_named():
 def test_bad_stride_and_small_image_are_explained():
     converted = to_fully_convolutional(tiny_vgg())
     with pytest.raises(ValueError, match="must divide the network stride"):
-        sliding.dense_scores(converted, image((40, 40)), window=28, stride=3)
+        sliding.window_scores(converted, image((40, 40)), window=28, stride=3)
     with pytest.raises(ValueError, match="smaller than the 28x28 window"):
-        sliding.dense_scores(converted, image((20, 40)), window=28)
+        sliding.window_scores(converted, image((20, 40)), window=28)
     with pytest.raises(ValueError, match="scale 0.5"):
         sliding.multiscale_scores(converted, image((40, 40)), window=28, scales=(1.0, 0.5))
 
@@ -304,14 +304,14 @@ def test_vgg16_224_logits_and_softmax_equal_original(vgg16):
 def test_vgg16_384_maps_equal_head_on_each_window(vgg16):
     model, converted, trunk = vgg16
     big = image((384, 384), seed=13) * 64
-    scores = sliding.dense_scores(converted, big, window=224)[0]
+    scores = sliding.window_scores(converted, big, window=224)[0]
     assert scores.shape == (6, 6, 1000)
     features = trunk.predict(big[None], verbose=0)[0]  # 12 x 12 x 512
     windows = np.stack([features[i : i + 7, j : j + 7] for i in range(6) for j in range(6)])
     np.testing.assert_allclose(scores.reshape(36, -1), vgg_head(model, windows), atol=TOL)
 
     # stride 16: 11 x 11; odd rows/columns come from the image shifted by 16 pixels
-    fine = sliding.dense_scores(converted, big, window=224, stride=16)[0]
+    fine = sliding.window_scores(converted, big, window=224, stride=16)[0]
     assert fine.shape == (11, 11, 1000)
     np.testing.assert_allclose(fine[::2, ::2], scores, atol=TOL)
     for shift_y, shift_x in [(16, 0), (0, 16), (16, 16)]:

@@ -207,9 +207,9 @@ def test_every_set_value_wins_over_demo_in_every_tool(tmp_path, monkeypatch):
     the --set values. Each tool is stopped right after it has its recipe, which is captured."""
     import densevision.engine.evaluator as evaluator
     import densevision.engine.trainer as trainer
+    import densevision.commands.sliding_run as sliding
     import densevision.inference.predictor as predictor
     import densevision.serving.export as serving_export
-    import densevision.inference.sliding as sliding
     from densevision.engine.export import export_command
     from densevision.engine.launch import run_training
 
@@ -350,7 +350,7 @@ def test_classification_resume_keeps_the_earlier_predictions(tmp_path):
 def test_sliding_skips_a_symlink_loop_like_predict_and_never_reads_its_outputs(tmp_path, sliding_setup, capsys):
     """sliding_classify refused the whole folder for one symbolic-link loop (predict skips the entry); and with
     --output inside the input folder a second run read the first run's heat maps."""
-    from densevision.inference.sliding import sliding_classify_command
+    from densevision.commands.sliding_run import sliding_classify_command
 
     recipe, weights = sliding_setup
     images = tmp_path / "images"
@@ -436,7 +436,7 @@ def test_resuming_a_finished_run_says_it_finished_and_how_to_train_longer(tmp_pa
         run_training(None, resume=str(run))
     message = str(caught.value)
     assert message == (f"cannot resume {run}: the run already finished its 1 epoch(s) (train.epochs is 1); to train "
-                       f"longer, resume with more epochs: tools/train.py --resume {run} --set train.epochs=2")
+                       f"longer, resume with more epochs: densevision train --resume {run} --set train.epochs=2")
     assert "epoch 2/1" not in capsys.readouterr().out
 
 
@@ -447,7 +447,7 @@ def test_resuming_a_finished_run_says_it_finished_and_how_to_train_longer(tmp_pa
 def test_tiled_sliding_scores_equal_one_pass(padding):
     """Large images are scored in tiles (memory bounded by the tile): the same map as one pass, cell for cell."""
     from densevision.inference.fully_convolutional import to_fully_convolutional
-    from densevision.inference.sliding import context_margin, dense_scores, map_size, network_stride, tiled_scores
+    from densevision.inference.sliding import context_margin, map_size, network_stride, tiled_scores, window_scores
 
     keras.utils.set_random_seed(5)
     classifier = keras.Sequential([
@@ -460,7 +460,7 @@ def test_tiled_sliding_scores_equal_one_pass(padding):
     # receptive field 3 -> 4 (pool) -> 8 -> 10 pixels: half of it (4.5) rounded up to whole strides of 4
     assert context_margin(fc, 28, 4) == (8, 8)
     image = noise(102, 127)  # not a whole number of strides past the last window: a pass sees those pixels too
-    whole = dense_scores(fc, image, 28, 2, (4, 4))  # stride 2: four shifted passes
+    whole = window_scores(fc, image, 28, 2, (4, 4))  # stride 2: four shifted passes
     assert whole.shape == (1, *map_size((102, 127), 28, 2), 4) == (1, 38, 50, 4)
     tiled = tiled_scores(fc, image, 28, 2, (4, 4), max_pixels=80 * 80)  # 4 x 5 tiles of 80x80 pixels at most
     np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-5)
@@ -472,19 +472,19 @@ def test_tiled_sliding_scores_equal_one_pass(padding):
 def test_sliding_classify_tiles_large_images_by_default(tmp_path, sliding_setup, monkeypatch):
     """sliding_classify scored a whole 4000x3000 photo in one pass (about 9 GB through VGG16): every forward pass
     must now stay within the pixel budget."""
+    from densevision.commands.sliding_run import sliding_classify_command
     from densevision.inference import sliding
 
     recipe, weights = sliding_setup
     seen = []
-    real = sliding.dense_scores
+    real = sliding.window_scores
 
     def spy(fc_model, images, *args, **kwargs):
         seen.append(np.asarray(images).shape[-3] * np.asarray(images).shape[-2])
         return real(fc_model, images, *args, **kwargs)
 
-    monkeypatch.setattr(sliding, "dense_scores", spy)
+    monkeypatch.setattr(sliding, "window_scores", spy)
     write_image(tmp_path / "big.png", noise(160, 240))
-    assert sliding.sliding_classify_command(str(recipe), str(weights), [str(tmp_path / "big.png")],
-                                            output=str(tmp_path / "out"), progress=False,
-                                            max_pixels=100 * 100) == 0
+    assert sliding_classify_command(str(recipe), str(weights), [str(tmp_path / "big.png")],
+                                    output=str(tmp_path / "out"), progress=False, max_pixels=100 * 100) == 0
     assert seen and max(seen[1:]) <= 100 * 100, seen  # the first call is the whole image, handed to the tiles

@@ -397,7 +397,7 @@ def test_truncated_keras_file_is_called_truncated_not_missing(tmp_path, tiny_ker
         checkpoints.restore_training_state(model, cut)
     with pytest.raises(CheckpointError, match=expected):
         checkpoints.load_model_weights(model, cut)
-    from densevision.inference.sliding import load_classifier
+    from densevision.commands.sliding_run import load_classifier
 
     with pytest.raises(CheckpointError, match=expected):
         load_classifier(None, str(cut))

@@ -500,7 +500,7 @@ def test_fps_counter_and_text():
 def test_command_line_demo_run_and_one_line_errors(tmp_path, capsys):
     import importlib.util
 
-    from densevision.video.cli import pose_video_command
+    from densevision.video.command import pose_video_command
 
     spec = importlib.util.spec_from_file_location(
         "pose_video_tool", Path(__file__).resolve().parents[1] / "tools" / "pose_video.py")

@@ -89,11 +89,8 @@ def keras_conv_output_size(
     ``(W - F_eff + 2P) / S + 1`` (the convention of frameworks with explicit padding). Returns ``None`` for an
     unknown size. Raises ValueError when the kernel is larger than the (padded) input.
     """
-    if size is None:
-        return None
-    if padding == "same":
-        _check_positive(size=size, kernel=kernel, stride=stride, dilation=dilation)
-        return ceil_div(size, stride)
+    if size is None or padding == "same":  # the two agree: nothing to floor
+        return conv_output_size(size, kernel, stride, padding, dilation)
     _, _, room = _room(size, kernel, stride, padding, dilation)
     return room // stride + 1
 

@@ -21,8 +21,12 @@ import keras
 from keras import tree
 
 from densevision.analysis import arithmetic
+from densevision.backbones.api import build_backbone  # importing it registers the backbone families
 from densevision.errors import UsageError
+from densevision.models import build_model
+from densevision.models.classifier import build_classifier
 from densevision.recipes import builtin_recipe_names, load_recipe
+from densevision.registry import BACKBONES, UnknownNameError, did_you_mean
 
 DEFAULT_INPUT_SHAPE = (224, 224, 3)
 BYTES_PER_VALUE = 4  # float32 activations
@@ -180,23 +184,16 @@ def resolve_model(spec: str, input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, i
         if include_top:
             raise ValueError(f"--include-top applies to backbone names, not to the recipe {spec!r}")
         recipe = load_recipe(spec, list(overrides), demo=demo)  # recipe errors first, before any model code
-        from densevision.models import build_model
-
         return build_model(recipe)
 
     if overrides or demo:
         raise UsageError(f"--set and --demo change a recipe; {spec!r} is a backbone name")
-    from densevision.backbones.api import build_backbone  # importing it registers the backbone families
-    from densevision.registry import BACKBONES, UnknownNameError, did_you_mean
-
     if spec not in BACKBONES:
         raise UnknownNameError(
             f"unknown model {spec!r}{did_you_mean(spec, BACKBONES.names())}; give a backbone name "
             f"({', '.join(BACKBONES.names())}) or the path of a recipe .yaml file"
         )
     if include_top:
-        from densevision.models.classifier import build_classifier
-
         return build_classifier(backbone=spec, num_classes=1000, input_shape=input_shape)
     return build_backbone(spec, input_shape=input_shape)
 

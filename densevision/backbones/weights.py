@@ -153,8 +153,8 @@ def copy_weights_by_name(source: keras.Model, target: keras.Model, source_descri
         WeightsError: a layer of ``target`` is missing in ``source`` or its weight shapes differ.
     """
     described = source_description or f"model {source.name!r}"
-    by_name = {layer.name: layer for layer in _flat_layers(source) if layer.weights}
-    wanted = [layer for layer in _flat_layers(target) if layer.weights]
+    by_name = {layer.name: layer for layer in flat_layers(source) if layer.weights}
+    wanted = [layer for layer in flat_layers(target) if layer.weights]
     missing = [layer.name for layer in wanted if layer.name not in by_name]
     if missing:
         raise WeightsError(
@@ -177,11 +177,11 @@ def copy_weights_by_name(source: keras.Model, target: keras.Model, source_descri
     return len(pairs)
 
 
-def _flat_layers(model):
-    """Layers of ``model`` with nested models expanded in place."""
+def flat_layers(model: keras.Model):
+    """Layers of ``model`` with nested models expanded in place (a generator of the leaf layers, in order)."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _flat_layers(layer)
+            yield from flat_layers(layer)
         else:
             yield layer
 

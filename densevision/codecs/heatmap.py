@@ -26,19 +26,10 @@ import tensorflow as tf
 
 from densevision.data.topdown import invert_affine, transform_points
 from densevision.registry import CODECS
+from densevision.sizes import as_pair
 
 #: size of the quarter-cell step of the standard decoding (Newell et al.)
 QUARTER = 0.25
-
-
-def _pair(size, what: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"HeatmapCodec: {what} must be (H, W), got {size!r}") from None
-    if height <= 0 or width <= 0:
-        raise ValueError(f"HeatmapCodec: {what} must be positive, got {size!r}")
-    return height, width
 
 
 def dark_blur_kernel_size(sigma: float) -> int:
@@ -77,14 +68,14 @@ class HeatmapCodec:
 
     def __init__(self, input_size: Sequence[int], heatmap_size: Optional[Sequence[int]] = None,
                  sigma: float = 2.0, unbiased: bool = False, blur_kernel_size: Optional[int] = None):
-        self.input_size = _pair(input_size, "input_size")
+        self.input_size = as_pair(input_size, "HeatmapCodec: input_size (H, W)", scalar=False)
         if heatmap_size is None:
             height, width = self.input_size
             if height % 4 or width % 4:
                 raise ValueError(f"HeatmapCodec: input_size {self.input_size} is not a multiple of 4; "
                                  f"give heatmap_size explicitly")
             heatmap_size = (height // 4, width // 4)
-        self.heatmap_size = _pair(heatmap_size, "heatmap_size")
+        self.heatmap_size = as_pair(heatmap_size, "HeatmapCodec: heatmap_size (H, W)", scalar=False)
         if not float(sigma) > 0:
             raise ValueError(f"HeatmapCodec: sigma must be positive, got {sigma!r}")
         self.sigma = float(sigma)

@@ -7,11 +7,15 @@ imports TensorFlow with its start-up notices hidden (all shown with ``--debug``)
 :func:`densevision.cli.run_tool` (one ``error:`` line and exit 2 for an expected failure).
 
 ``tools/NAME.py`` are aliases: ``python tools/predict.py ...`` is ``densevision predict ...``.
+
+Commands import the library, never the reverse. A command's body lives with the library part it drives
+(:mod:`densevision.engine.launch`, :mod:`densevision.video.command`, ...) unless that would make the library reach
+up for recipes and checkpoints: ``sliding_run.py`` holds ``densevision sliding``'s body, so
+:mod:`densevision.inference.sliding` stays free of the engine (imported, like every body, only after parsing).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from importlib import import_module
 from typing import Callable, Optional, Sequence

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     inputs = options.all_inputs(args)
     source = resolve_model_source(args.target, args.weights, demo=args.demo)
-    from densevision.inference.sliding import sliding_classify_command  # after parsing: it imports TensorFlow
+    from densevision.commands.sliding_run import sliding_classify_command  # after parsing: it imports TensorFlow
 
     return sliding_classify_command(
         source.recipe, source.weights, inputs, stride=args.stride, scales=args.scales, reduce=args.reduce,

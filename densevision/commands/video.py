@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_DET_EVERY = 10
-"""Person detection every 10 frames, following people by their keypoints in between: chosen by
-``benchmarks/pose_video.py`` (README, "Pose video"): against detection on every frame, 3x the frames/s and more
-people per frame; 5 was slower (HOG dominates), 20 no faster and lost people (measured on the 960x540 street clip)."""
+from densevision.video.defaults import DEFAULT_DET_EVERY
 
 
 def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
@@ -93,6 +90,6 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command with parsed ``args``; returns the exit code (0 done, 2 bad input, 130 interrupted)."""
-    from densevision.video.cli import video_command  # TensorFlow and OpenCV load here, not for --help
+    from densevision.video.command import video_command  # TensorFlow and OpenCV load here, not for --help
 
     return video_command(args)

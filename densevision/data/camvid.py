@@ -12,6 +12,8 @@ void (unlabelled), which is ignored by loss and metrics. See datasets/camvid/REA
 
 from __future__ import annotations
 
+import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -19,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from densevision.data.errors import DatasetError, not_a_folder
-from densevision.data.mask_folder import SegmentationSource, _split_parts, pair_by_stem, read_split_list
+from densevision.data.mask_folder import SegmentationSource, _split_parts, pair_by_stem
 from densevision.registry import DATASETS
 
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian",
@@ -86,14 +88,9 @@ class CamVid(SegmentationSource):
                    ignore_color=CAMVID_VOID_COLOR, problems=problems, where=f"camvid {split!r} at {self.root}")
 
     def _find_pairs(self, split: str, list_file: Optional[str], problems: dict[str, list[str]]):
-        stems = None
-        if list_file is not None:
-            list_path = self.root / list_file.format(split=split)
-            if not list_path.is_file():
-                raise DatasetError(f"camvid: split list {list_path} not found (data.list_file={list_file!r})")
-            stems, pairs = read_split_list(list_path, self.root, problems)
-            if not stems:
-                return pairs
+        stems, pairs = self._split_list("camvid", split, list_file, problems)
+        if stems == []:  # a list of image and mask paths: nothing left to pair by folder
+            return pairs
         image_dir, mask_dir = self.root / split, self.root / f"{split}annot"
         missing = [str(d) for d in (image_dir, mask_dir) if not d.is_dir()]
         if missing:
@@ -183,9 +180,6 @@ def extract_camvid_archive(archive: str | Path, out: str | Path) -> Path:
     Raises:
         DatasetError: the zip holds no ``CamVid/`` folder.
     """
-    import shutil
-    import zipfile
-
     out = Path(out)
     with zipfile.ZipFile(archive) as zipped:
         members = [m for m in zipped.infolist() if "/CamVid/" in f"/{m.filename}" and not m.is_dir()]

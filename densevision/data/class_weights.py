@@ -11,6 +11,9 @@ from typing import Optional
 
 import numpy as np
 
+from densevision.errors import OutputError
+from densevision.files import write_json
+
 
 def class_pixel_statistics(source, num_classes: int, ignore_label: int) -> tuple[np.ndarray, np.ndarray]:
     """Per class: labelled pixels of that class, and labelled pixels of the images where it appears.
@@ -76,9 +79,6 @@ def median_frequency_weights(source, num_classes: int, ignore_label: int,
             return _weights_from_counts(class_pixels, image_pixels)
     class_pixels, image_pixels = class_pixel_statistics(source, num_classes, ignore_label)
     if cache_path is not None:
-        from densevision.errors import OutputError
-        from densevision.files import write_json
-
         try:
             write_json(cache_path, {"class_pixels": class_pixels, "image_pixels": image_pixels,
                                     "num_examples": len(source)}, indent=None)

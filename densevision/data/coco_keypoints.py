@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+from pycocotools.coco import COCO
 
 from densevision.data.errors import DatasetError
 from densevision.data.keypoint_source import KeypointSource, PersonRecord, Problems, resolve
@@ -54,8 +55,6 @@ def read_coco_json(path: Path) -> dict:
 
 def index_coco(data: dict, path: Path):
     """A ``pycocotools.coco.COCO`` over an already loaded annotation dict (its progress prints silenced)."""
-    from pycocotools.coco import COCO
-
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = data

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from densevision.data.generated import is_complete, mark_complete
 from densevision.data.skeletons import COCO_JOINTS, COCO_SKELETON_1BASED
@@ -220,8 +221,6 @@ def render_people(rng: np.random.Generator, size: int = 128) -> tuple[np.ndarray
 
 
 def _annotation(person: dict, annotation_id: int, image_id: int) -> dict | None:
-    from pycocotools import mask as mask_utils
-
     mask = person["mask"]
     area = int(mask.sum())
     if area == 0:

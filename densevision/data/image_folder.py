@@ -22,6 +22,7 @@ from densevision.data.errors import DatasetError, not_a_folder, summarize_items
 from densevision.data.generated import is_complete, mark_complete
 from densevision.data.io import IMAGE_EXTENSIONS, read_image, scan_folder, verify_images
 from densevision.registry import DATASETS
+from densevision.sizes import resize
 
 def _class_folders(folder: Path, problems: Optional[list[str]] = None) -> list[str]:
     _, folders, bad = scan_folder(folder)
@@ -125,9 +126,7 @@ class ImageFolder:
         if set."""
         image = read_image(self.paths[index])
         if self.image_size is not None and image.shape[:2] != tuple(self.image_size):
-            height, width = self.image_size
-            shrinking = height * width < image.shape[0] * image.shape[1]
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            image = resize(image, self.image_size)
         return {"image": image, "label": int(self.labels[index]),
                 "meta": {"name": str(self.names[index]), "index": index}}
 
@@ -198,7 +197,7 @@ def make_demo_image_folder(directory: str | os.PathLike, per_class: dict[str, in
     """Write the demo shapes dataset: ``directory/<split>/<class>/NNNN.png`` plus ``directory/scenes/*.png``.
 
     Five classes (:data:`DEMO_CLASSES`: four shapes and plain background), ``size x size`` images;
-    ``scenes`` holds larger images with two shapes each, for ``tools/sliding_classify.py``. Deterministic for a
+    ``scenes`` holds larger images with two shapes each, for ``densevision sliding``. Deterministic for a
     seed; a second call with the same arguments returns at once (a marker written last records a complete
     dataset).
 

@@ -32,10 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from densevision.data.errors import DatasetError, ImageReadError, summarize_items
+from densevision.errors import OutputError
+from densevision.files import cache_root, describe_os_error, write_json
 from densevision.progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
@@ -66,8 +69,6 @@ def _read_bytes(path: Path) -> bytes:
         reason = "broken symbolic link" if path.is_symlink() else "file not found"
         raise ImageReadError(path, reason) from None
     except OSError as error:
-        from densevision.files import describe_os_error
-
         raise ImageReadError(path, f"cannot be read: {describe_os_error(error)}") from None
     if not data:
         raise ImageReadError(path, "empty file (0 bytes)")
@@ -92,8 +93,6 @@ def _decode(path: PathLike) -> Union[Image.Image, np.ndarray]:
         if "truncat" in str(error).lower():
             raise ImageReadError(path, _TRUNCATED) from None
         raise ImageReadError(path, f"corrupt ({type(error).__name__}: {error})") from None
-    import cv2
-
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise ImageReadError(path, f"not an image (the contents are not {_format_names()} data)")
@@ -241,8 +240,6 @@ def scan_folder(folder: PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS
     Raises:
         DatasetError: ``folder`` itself cannot be listed.
     """
-    from densevision.files import describe_os_error
-
     folder = Path(folder)
     try:
         with os.scandir(folder) as entries:
@@ -374,9 +371,7 @@ def list_images(inputs: Iterable[PathLike], recursive: bool = True,
                 os.stat(path)
                 reason = "cannot be resolved"
             except OSError as error:
-                from densevision.files import describe_os_error
-
-                reason = ("broken symbolic link to " + os.readlink(path) if isinstance(error, FileNotFoundError)
+                        reason = ("broken symbolic link to " + os.readlink(path) if isinstance(error, FileNotFoundError)
                           else describe_os_error(error))
             problems.append(f"{path} ({reason})")
         else:
@@ -474,9 +469,6 @@ class _VerifiedCache:
         self.added.add(folder)
 
     def save(self) -> None:
-        from densevision.errors import OutputError
-        from densevision.files import write_json
-
         for folder in self.added:
             entries = self.folders[folder]
             self.folders.pop(folder)
@@ -505,8 +497,6 @@ def verify_images(paths: Iterable[PathLike], cache_dir: Union[PathLike, None, bo
         workers: threads (Pillow decodes outside the GIL); default ``min(8, cpu count)``.
         desc: the progress bar's label.
     """
-    from densevision.files import cache_root
-
     paths = [Path(p) for p in paths]
     cache = None
     if cache_dir is not False:

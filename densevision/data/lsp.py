@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+from scipy.io import loadmat
 
 from densevision.data.errors import DatasetError
 from densevision.data.keypoint_source import (
@@ -54,8 +55,6 @@ _LAYOUT = ("expected root/joints.mat (variable 'joints', 3 x 14 x N) and root/im
 def read_lsp_joints(path: Path) -> tuple[np.ndarray, str]:
     """``(joints float64 (N, 14, 3) as x, y, flag, layout)`` from ``joints.mat``; ``layout`` is ``"lsp"``
     (3 x 14 x N) or ``"lsp_extended"`` (14 x 3 x N)."""
-    from scipy.io import loadmat
-
     def malformed(reason: str) -> DatasetError:
         return DatasetError(f"lsp: the dataset cannot be used as it is:\n  - 1 file that cannot be read as "
                             f"annotations: {path} ({reason})")

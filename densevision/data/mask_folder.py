@@ -149,6 +149,20 @@ class SegmentationSource:
         self._check(problems or {})
 
     # ------------------------------------------------------------------------------------------------ access
+    def _split_list(self, source: str, split: str, list_file: Optional[str],
+                    problems: dict[str, list[str]]) -> tuple[Optional[list[str]], list[tuple[str, Path, Path]]]:
+        """``data.list_file`` of ``split`` (:func:`read_split_list`): ``(stems, pairs)``, ``(None, [])`` without one.
+
+        Raises:
+            DatasetError: the list file does not exist (``source`` names the dataset in the message).
+        """
+        if list_file is None:
+            return None, []
+        list_path = self.root / list_file.format(split=split)
+        if not list_path.is_file():
+            raise DatasetError(f"{source}: split list {list_path} not found (data.list_file={list_file!r})")
+        return read_split_list(list_path, self.root, problems)
+
     def __len__(self) -> int:
         return len(self.paths)
 
@@ -401,14 +415,9 @@ class MaskFolder(SegmentationSource):
                     problems: dict[str, list[str]]) -> list[tuple[str, Path, Path]]:
         image_dir = self.root / self.images_dir.format(split=split)
         mask_dir = self.root / self.masks_dir.format(split=split)
-        stems = None
-        if list_file is not None:
-            list_path = self.root / list_file.format(split=split)
-            if not list_path.is_file():
-                raise DatasetError(f"mask_folder: split list {list_path} not found (data.list_file={list_file!r})")
-            stems, pairs = read_split_list(list_path, self.root, problems)
-            if not stems:
-                return pairs
+        stems, pairs = self._split_list("mask_folder", split, list_file, problems)
+        if stems == []:  # a list of image and mask paths: nothing left to pair by folder
+            return pairs
         missing = [str(d) for d in (image_dir, mask_dir) if not d.is_dir()]
         if missing:
             raise DatasetError(f"mask_folder split {split!r}: folder(s) {', '.join(missing)} not found; "

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+from scipy.io import loadmat
 
 from densevision.data.errors import DatasetError
 from densevision.data.keypoint_source import KeypointSource, PersonRecord, Problems, resolve
@@ -57,8 +58,6 @@ def read_headboxes(path: Path) -> np.ndarray:
     2 x 2 x N), a ``.npy`` (N, 2, 2) or a ``.json`` list."""
     try:
         if path.suffix.lower() == ".mat":
-            from scipy.io import loadmat
-
             contents = loadmat(str(path))
             key = next((k for k in ("headboxes_src", "headboxes") if k in contents), None)
             if key is None:

@@ -15,11 +15,10 @@ from pathlib import Path
 import keras
 
 from densevision import files
-from densevision.errors import DensevisionError, OutputError
-
-
-class CheckpointError(DensevisionError, RuntimeError):
-    """A checkpoint or run folder that cannot be written or read; the message names the file."""
+from densevision.engine.compat import check_checkpoint_matches
+from densevision.errors import CheckpointError, OutputError  # CheckpointError: re-exported (its old home)
+from densevision.models import build_model
+from densevision.registry import load_builtin_parts
 
 
 def finished_run_error(run_dir: str | os.PathLike, epochs_done: int, epochs: int) -> CheckpointError:
@@ -28,7 +27,7 @@ def finished_run_error(run_dir: str | os.PathLike, epochs_done: int, epochs: int
     return CheckpointError(
         f"cannot resume {run_dir}: the run already finished its {epochs} epoch(s) (train.epochs is {epochs}"
         + (f", its checkpoint is at epoch {epochs_done}" if epochs_done != epochs else "")
-        + f"); to train longer, resume with more epochs: tools/train.py --resume {run_dir} --set "
+        + f"); to train longer, resume with more epochs: densevision train --resume {run_dir} --set "
         f"train.epochs={max(epochs, epochs_done) * 2}")
 
 
@@ -215,11 +214,8 @@ def _saved_unsafe_parts(path: Path) -> list[str]:
 CHECKPOINT_SUFFIXES = (".keras", ".weights.h5")
 
 
-def register_custom_objects() -> None:
-    """Import the modules whose layers a saved model may use, so ``load_model(safe_mode=True)`` finds them."""
-    from densevision.registry import load_builtin_parts
-
-    load_builtin_parts()
+register_custom_objects = load_builtin_parts
+"""The old name: importing the modules whose layers a saved model may use (``load_model(safe_mode=True)``)."""
 
 
 def load_checkpoint(path: str | os.PathLike, recipe=None, model: keras.Model | None = None) -> keras.Model:
@@ -247,7 +243,7 @@ def load_checkpoint(path: str | os.PathLike, recipe=None, model: keras.Model | N
         check_keras_file(path)
     elif not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    register_custom_objects()
+    load_builtin_parts()  # the layers a saved model may name
     if name.endswith(".keras"):
         try:
             saved = _load_strictly(lambda: keras.saving.load_model(path, safe_mode=True, compile=False))
@@ -270,8 +266,6 @@ def load_checkpoint(path: str | os.PathLike, recipe=None, model: keras.Model | N
     if model is None:
         if recipe is None:
             raise CheckpointError(f"checkpoint {path}: a .weights.h5 file needs the recipe to build the model first")
-        from densevision.models import build_model
-
         model = build_model(recipe)
     try:
         _load_strictly(lambda: model.load_weights(path))
@@ -281,6 +275,26 @@ def load_checkpoint(path: str | os.PathLike, recipe=None, model: keras.Model | N
             f"checkpoint {path} does not fit the model of {what} "
             f"({type(error).__name__}: {error}); is it from another recipe or corrupt?"
         ) from None
+    return model
+
+
+def load_matching_checkpoint(path: str | os.PathLike, recipe, info, task=None) -> keras.Model:
+    """:func:`load_checkpoint`, then the check that it fits the recipe and the dataset
+    (:func:`densevision.engine.compat.check_checkpoint_matches`): what every tool that runs a trained model does.
+
+    Args:
+        path: ``.keras`` or ``.weights.h5`` checkpoint.
+        recipe: the validated recipe.
+        info: the dataset's ``info`` (class names, joints), or ``None`` when the dataset is not available.
+        task: the recipe's task, whose output rank the checkpoint must have (a classifier is never run as a
+            segmenter).
+
+    Raises:
+        CheckpointError: the file cannot be loaded, or its classes, joints, input channels, input size or output
+            kind do not match.
+    """
+    model = load_checkpoint(path, recipe)
+    check_checkpoint_matches(model, recipe, info, path, task=task)
     return model
 
 

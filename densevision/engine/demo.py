@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from densevision.files import cache_root
 from densevision.recipes import Recipe, load_recipe, override_recipe, validate_recipe
 from densevision.registry import TASKS
 
 
 def demo_cache_dir(task: str) -> Path:
     """Where generated demo data lives: ``$DENSEVISION_CACHE`` or ``~/.cache/densevision``, then ``demo/<task>``."""
-    from densevision.files import cache_root
-
     return cache_root() / "demo" / task
 
 

@@ -1,4 +1,4 @@
-"""Task-agnostic evaluation: the one loop that validation inside training and ``tools/evaluate.py`` share.
+"""Task-agnostic evaluation: the one loop that validation inside training and ``densevision evaluate`` share.
 
 The evaluator names no task: per batch it calls ``task.metric_sums`` (additive statistics, reduced over replicas and
 summed in numpy as int64 / float64, so long evaluations stay exact) and ``task.collect_tensors`` (per-example
@@ -21,8 +21,11 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from densevision.engine.checkpoints import load_checkpoint  # noqa: F401  (re-exported)
+from densevision.data.pipeline import build_dataset, sample_seed
 from densevision.data.sources import open_source, resolve_split  # noqa: F401  (re-exported)
+from densevision.engine.checkpoints import load_checkpoint, load_matching_checkpoint  # noqa: F401  (re-exported)
+from densevision.engine.demo import load_tool_recipe
+from densevision.files import check_writable_dir, check_writable_file
 from densevision.files import to_json_compatible, write_json  # noqa: F401  (re-exported)
 from densevision.progress import progress_bar
 from densevision.registry import TASKS
@@ -95,7 +98,7 @@ def make_eval_step(model: keras.Model, task, strategy: Optional[tf.distribute.St
 def evaluate(model: keras.Model, task, dataset: tf.data.Dataset, steps: Optional[int] = None, progress: bool = True,
              strategy: Optional[tf.distribute.Strategy] = None, with_loss: bool = False, step_fn=None):
     """Run ``model`` over ``dataset`` and compute the task's metrics: the one evaluation loop (validation inside
-    training and ``tools/evaluate.py`` both use it).
+    training and ``densevision evaluate`` both use it).
 
     Args:
         model: maps images ``(B, H, W, 3)`` float32 in [0, 255] to the task's output(s).
@@ -158,8 +161,6 @@ def predict_samples(model: keras.Model, task, source, transforms: list, count: i
     """The first ``count`` examples of ``source``, prepared exactly as the evaluation pipeline prepares them (same
     transforms, same per-index seeds), with the model's outputs: ``[(name, batch of one example (numpy dict),
     outputs (numpy, or a list of arrays))]``, for report pictures."""
-    from densevision.data.pipeline import sample_seed
-
     prepare = task.preparer(transforms, training=False)
     samples = []
     for index in range(min(count, len(source))):
@@ -199,17 +200,12 @@ def run_evaluation(
     Returns:
         The task's results plus ``split``, ``checkpoint`` and ``num_images``.
     """
-    from densevision.data.pipeline import build_dataset
-
     split_name = resolve_split(recipe, split)
     source = open_source(recipe, split_name)
     task = TASKS.get(recipe.task)(recipe, source.info)
     if model is None:
-        from densevision.engine.compat import check_checkpoint_matches
-
-        model = load_checkpoint(weights, recipe)
         # Another class count would put labels in the wrong confusion-matrix cells without a word: refuse it.
-        check_checkpoint_matches(model, recipe, source.info, weights, task=task)
+        model = load_matching_checkpoint(weights, recipe, source.info, task=task)
     transforms = recipe.augmentation.val
     dataset = build_dataset(source, task.preparer(transforms, training=False), task.example_spec,
                             recipe.data.eval_batch_size, training=False,
@@ -250,12 +246,9 @@ def evaluate_command(
     progress: bool = True,
     flip_test: bool = False,
 ) -> int:
-    """What ``tools/evaluate.py`` does; returns 0. Recipe, dataset, checkpoint and output problems raise
+    """What ``densevision evaluate`` does; returns 0. Recipe, dataset, checkpoint and output problems raise
     :class:`~densevision.errors.DensevisionError` subclasses (the tool prints one ``error:`` line, exit 2), all
     before the evaluation starts, so a finished evaluation is never thrown away for an unwritable ``--json``."""
-    from densevision.engine.demo import load_tool_recipe
-    from densevision.files import check_writable_dir, check_writable_file
-
     if json_path:
         check_writable_file(json_path, what="--json")
     if output_dir:

@@ -1,12 +1,16 @@
-"""What ``tools/train.py`` does, as a library function: recipe -> (demo data) -> strategy -> Trainer."""
+"""What ``densevision train`` does, as a library function: recipe -> (demo data) -> strategy -> Trainer."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from densevision.engine.demo import load_tool_recipe
+from densevision.engine.distribute import make_strategy
+from densevision.engine import trainer
+from densevision.files import check_writable_dir
+from densevision.models import build_model
 from densevision.recipes import RecipeError, load_recipe
-
-EXIT_RECIPE_ERROR = 2
+from densevision.runs import RECIPE_FILE
 
 
 def run_training(recipe_path: str | None, overrides: list[str] = (), output: str | None = None,
@@ -23,11 +27,8 @@ def run_training(recipe_path: str | None, overrides: list[str] = (), output: str
         OutputError: the output folder (``--output`` or ``output.dir``) is a file or not writable.
         DatasetError, CheckpointError, DistributeError: from opening the data and the run folder.
     """
-    from densevision.engine.demo import load_tool_recipe
-    from densevision.files import check_writable_dir
-
     if resume:
-        saved = Path(resume) / "recipe.yaml"
+        saved = Path(resume) / RECIPE_FILE
         if not saved.is_file():
             raise RecipeError(f"{saved}: not found; --resume takes a run folder made by densevision train")
         recipe = load_recipe(saved, overrides)
@@ -41,8 +42,6 @@ def run_training(recipe_path: str | None, overrides: list[str] = (), output: str
                                what="--output folder" if output else "output folder (output.dir)")
 
     if dry_run:
-        from densevision.models import build_model
-
         try:
             model = build_model(recipe)
         except (ValueError, TypeError) as e:
@@ -51,11 +50,7 @@ def run_training(recipe_path: str | None, overrides: list[str] = (), output: str
         print(f"recipe {recipe.source}: valid; model {recipe.model.name} has {model.count_params():,} parameters")
         return 0
 
-    from densevision.engine.distribute import make_strategy
-
-    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs (importing modules runs none).
     strategy = make_strategy(recipe.distribute.strategy, recipe.distribute.devices)
-    from densevision.engine.trainer import train
-
-    train(recipe, output_dir=output, resume_dir=resume, strategy=strategy, progress=progress)
+    trainer.train(recipe, output_dir=output, resume_dir=resume, strategy=strategy, progress=progress)
     return 0

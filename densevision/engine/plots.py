@@ -21,7 +21,7 @@ def plot_history(run_dir: str | Path, output: str | Path | None = None, overwrit
         UsageError: no ``history.csv`` rows in ``run_dir``.
         OutputError: ``output`` exists (without ``overwrite``), is a folder or cannot be written.
     """
-    import matplotlib
+    import matplotlib  # here, not at the top: the file-only Agg backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -161,7 +161,7 @@ class Trainer:
             self.global_batch, training=True, seed=recipe.train.seed, start_epoch=data_epoch, skip_batches=skip,
             num_parallel_calls=recipe.data.num_parallel_calls, shuffle=recipe.data.shuffle).with_options(options)
         self.train_iter = iter(strategy.experimental_distribute_dataset(train_ds))
-        # Validation prepares examples exactly as tools/evaluate.py does (augmentation.val), through the same loop.
+        # Validation prepares examples exactly as densevision evaluate does (augmentation.val), through the same loop.
         # evaluate() shards it by data (every worker the same number of steps, some shares of the last batch empty).
         self.val_dataset = build_dataset(
             self.val_source, self.task.preparer(recipe.augmentation.val, training=False), self.task.example_spec,

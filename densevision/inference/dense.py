@@ -1,4 +1,4 @@
-"""Dense scores of one whole image: tiled above a pixel budget, with optional flip and multi-scale test-time
+"""Per-pixel scores of one whole image: tiled above a pixel budget, with optional flip and multi-scale test-time
 augmentation. Used by batch prediction for per-pixel tasks (segmentation)."""
 
 from __future__ import annotations
@@ -8,20 +8,20 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from densevision.inference.tiling import needs_tiling, predict_tiled
+from densevision.sizes import rescale
 from densevision.tasks.base import final_output
 
 
 def _scores(forward: Callable, image: np.ndarray, tile: int, max_pixels: int) -> np.ndarray:
     """``(H, W, C)`` float32 scores of one ``(H, W, 3)`` image: one pass, or overlapping tiles when the image has
     more than ``max_pixels`` pixels (memory then bounded by the tile, not the image)."""
-    from densevision.inference.tiling import needs_tiling, predict_tiled
-
     if needs_tiling(image.shape, max_pixels):
         return predict_tiled(forward, image, tile=(tile, tile), overlap=0.25, batch_size=2)
     return np.asarray(final_output(forward(image[None].astype(np.float32))), np.float32)[0]
 
 
-def dense_scores(forward: Callable, image: np.ndarray, flip: bool = False, scales: Sequence[float] = (1.0,),
+def pixel_scores(forward: Callable, image: np.ndarray, flip: bool = False, scales: Sequence[float] = (1.0,),
                  tile: int = 512, max_pixels: int = 2048 * 2048) -> np.ndarray:
     """Mean ``(H, W, C)`` scores over the requested scales (each resized back to ``H x W``) and, with ``flip``,
     over the left-right mirrored image mirrored back.
@@ -33,9 +33,7 @@ def dense_scores(forward: Callable, image: np.ndarray, flip: bool = False, scale
     height, width = image.shape[:2]
     total, count = None, 0
     for scale in scales:
-        scaled = image if scale == 1.0 else cv2.resize(
-            image, (max(1, round(width * scale)), max(1, round(height * scale))),
-            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        scaled = image if scale == 1.0 else rescale(image, scale)
         views = [(scaled, False)] + ([(np.ascontiguousarray(scaled[:, ::-1]), True)] if flip else [])
         for view, mirrored in views:
             scores = _scores(forward, view, tile, max_pixels)
@@ -47,3 +45,8 @@ def dense_scores(forward: Callable, image: np.ndarray, flip: bool = False, scale
             total = scores if total is None else total + scores
             count += 1
     return total / count
+
+
+dense_scores = pixel_scores
+"""The old name of :func:`pixel_scores` (kept; :func:`densevision.inference.sliding.window_scores` is the other idea
+that was called ``dense_scores``)."""

@@ -32,7 +32,9 @@ from typing import Any, Optional
 import keras
 import tensorflow as tf
 
+from densevision.backbones.weights import flat_layers
 from densevision.errors import DensevisionError
+from densevision.sizes import as_pair
 
 
 class ConversionError(DensevisionError, ValueError):
@@ -60,9 +62,7 @@ class WindowDense(keras.layers.Layer):
         super().__init__(**kwargs)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.units = int(units)
-        self.window = tuple(int(v) for v in (window if isinstance(window, (list, tuple)) else (window, window)))
-        if len(self.window) != 2 or min(self.window) < 1:
-            raise ValueError(f"WindowDense {self.name!r}: window must be two positive ints, got {window!r}")
+        self.window = as_pair(window, f"WindowDense {self.name!r}: window")
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.input_spec = keras.layers.InputSpec(ndim=4)
@@ -480,7 +480,7 @@ def default_conv_bands(model) -> dict[str, int]:
     whose large maps already keep oneDNN busy, stay whole. Keys are the layer names of ``model``.
     """
     bands = {}
-    for layer in _all_layers(model):
+    for layer in flat_layers(model):
         if (
             isinstance(layer, keras.layers.Conv2D)
             and type(layer) in (keras.layers.Conv2D, RowBandConv2D)
@@ -492,14 +492,6 @@ def default_conv_bands(model) -> dict[str, int]:
         ):
             bands[layer.name] = 4
     return bands
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
 
 
 def to_fully_convolutional(model: keras.Model, conv_bands: Optional[dict[str, int] | str] = None) -> keras.Model:

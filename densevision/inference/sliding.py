@@ -14,11 +14,9 @@ Arrays: images float32 (or uint8) RGB in [0, 255], ``(H, W, 3)`` or ``(B, H, W, 
 
 from __future__ import annotations
 
-import os
-import re
-import sys
 import warnings
 import weakref
+from importlib import import_module
 from typing import Literal, Optional, Sequence
 
 import cv2
@@ -26,13 +24,14 @@ import numpy as np
 
 import keras
 import tensorflow as tf
+from scipy.special import softmax
 
 from densevision.analysis.layer_table import layer_table
-from densevision.progress import progress_bar
+from densevision.sizes import as_pair, rescale, scaled_size
 
 _FORWARD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _MARGIN_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-#: images with more pixels are scored in tiles (as ``tools/predict.py`` does), so memory follows the tile, not the
+#: images with more pixels are scored in tiles (as ``densevision predict`` does), so memory follows the tile, not the
 #: image: a 4000x3000 photo through VGG16 needs about 9 GB in one pass
 DEFAULT_MAX_PIXELS = 1280 * 1280
 
@@ -44,13 +43,6 @@ def _forward(model: keras.Model):
         fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         _FORWARD_CACHE[model] = fn
     return fn
-
-
-def _pair(value, name: str) -> tuple[int, int]:
-    pair = tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value), int(value))
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{name}: expected a positive int or (rows, cols), got {value!r}")
-    return pair
 
 
 def _output_size(model: keras.Model, height: int, width: int) -> Optional[tuple[int, int]]:
@@ -74,7 +66,7 @@ def network_stride(fc_model: keras.Model, window) -> tuple[int, int]:
     Returns:
         ``(T_rows, T_cols)``, e.g. ``(32, 32)`` for VGG16: ``window + 1024`` pixels give ``1024 / T`` more cells.
     """
-    window = _pair(window, "window")
+    window = as_pair(window, "window")
     base = _output_size(fc_model, *window)
     if base != (1, 1):
         raise ValueError(
@@ -94,7 +86,7 @@ def network_stride(fc_model: keras.Model, window) -> tuple[int, int]:
 
 def map_size(image_size, window, stride) -> tuple[int, int]:
     """Cells of the score map at ``stride`` for an image of ``image_size`` ``(H, W)``: ``(H - S) // s + 1`` each."""
-    (height, width), (win_h, win_w), (s_h, s_w) = image_size, _pair(window, "window"), _pair(stride, "stride")
+    (height, width), (win_h, win_w), (s_h, s_w) = image_size, as_pair(window, "window"), as_pair(stride, "stride")
     return (height - win_h) // s_h + 1, (width - win_w) // s_w + 1
 
 
@@ -108,7 +100,7 @@ def _as_batch(images, dtype=np.float32) -> np.ndarray:
     return images if dtype is None else images.astype(dtype, copy=False)
 
 
-def dense_scores(
+def window_scores(
     fc_model: keras.Model,
     images,
     window,
@@ -133,9 +125,9 @@ def dense_scores(
         top-left pixel ``(i * stride, j * stride)``.
     """
     images = _as_batch(images, dtype=None)  # converted to float32 per pass (or per tile), not whole
-    window = _pair(window, "window")
-    net_stride = network_stride(fc_model, window) if net_stride is None else _pair(net_stride, "net_stride")
-    stride = net_stride if stride is None else _pair(stride, "stride")
+    window = as_pair(window, "window")
+    net_stride = network_stride(fc_model, window) if net_stride is None else as_pair(net_stride, "net_stride")
+    stride = net_stride if stride is None else as_pair(stride, "stride")
     for s, t in zip(stride, net_stride):
         if t % s:
             raise ValueError(f"stride={stride}: must divide the network stride {net_stride} (e.g. {t}, {t // 2})")
@@ -180,14 +172,14 @@ def context_margin(fc_model: keras.Model, window, net_stride) -> tuple[int, int]
     """Pixels of context a tile keeps on each side of its windows: half the receptive field of the network's
     features, rounded up to whole network strides (VGG16: a 212-pixel field -> 128 pixels), so every feature a
     kept window uses sees what it sees in one pass; the window's size when the field cannot be measured."""
-    window, net_stride = _pair(window, "window"), _pair(net_stride, "net_stride")
+    window, net_stride = as_pair(window, "window"), as_pair(net_stride, "net_stride")
     margin = _MARGIN_CACHE.get(fc_model)
     if margin is None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # multiply-adds of converted layers are unknown: not needed here
                 field = layer_table(fc_model, (*window, fc_model.inputs[0].shape[-1]))["layers"][-1]["receptive_field"]
-            field = _pair(field, "receptive field")
+            field = as_pair(field, "receptive field")
         except Exception:  # noqa: BLE001 - a layer the table cannot follow: a whole window of context is safe
             field = (2 * window[0] + 1, 2 * window[1] + 1)
         margin = tuple(-(-(f - 1) // (2 * t)) * t for f, t in zip(field, net_stride))
@@ -196,14 +188,14 @@ def context_margin(fc_model: keras.Model, window, net_stride) -> tuple[int, int]
 
 
 def tiled_scores(fc_model: keras.Model, images, window, stride, net_stride, max_pixels: int) -> np.ndarray:
-    """:func:`dense_scores` in tiles of at most about ``max_pixels`` pixels: the same ``(B, rows, cols, K)`` map.
+    """:func:`window_scores` in tiles of at most about ``max_pixels`` pixels: the same ``(B, rows, cols, K)`` map.
 
     Each tile is an image crop holding whole windows: a core of cells plus :func:`context_margin` pixels on each
     side, so the features of every kept window see what they see in one pass. Crops start at multiples of the
     stride, so each window falls on the same pooling grid as in one pass.
     """
     images = _as_batch(images, dtype=None)
-    window, stride, net_stride = _pair(window, "window"), _pair(stride, "stride"), _pair(net_stride, "net_stride")
+    window, stride, net_stride = as_pair(window, "window"), as_pair(stride, "stride"), as_pair(net_stride, "net_stride")
     rows, cols = map_size(images.shape[1:3], window, stride)
     steps = [t // s for s, t in zip(stride, net_stride)]
     side = max(1, int(max_pixels ** 0.5))
@@ -223,7 +215,7 @@ def tiled_scores(fc_model: keras.Model, images, window, stride, net_stride, max_
             bottom = height if row_stop == rows else (row_stop - 1) * stride[0] + window[0]
             right = width if col_stop == cols else (col_stop - 1) * stride[1] + window[1]
             crop = images[:, row_first * stride[0]: bottom, col_first * stride[1]: right]
-            scores = dense_scores(fc_model, crop, window, stride, net_stride)
+            scores = window_scores(fc_model, crop, window, stride, net_stride)
             if result is None:
                 result = np.empty((len(images), rows, cols, scores.shape[-1]), scores.dtype)
             result[:, row_start:row_end, col_start:col_end] = scores[
@@ -233,10 +225,7 @@ def tiled_scores(fc_model: keras.Model, images, window, stride, net_stride, max_
 
 def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
     """``(H, W, 3)`` -> ``(round(H * scale), round(W * scale), 3)`` (area averaging down, bilinear up)."""
-    height, width = image.shape[:2]
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(np.asarray(image, np.float32), size, interpolation=interpolation)
+    return rescale(np.asarray(image, np.float32), scale)
 
 
 def multiscale_scores(
@@ -251,7 +240,7 @@ def multiscale_scores(
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"multiscale_scores: expected one (H, W, 3) image, got shape {image.shape}")
-    window = _pair(window, "window")
+    window = as_pair(window, "window")
     net_stride = network_stride(fc_model, window) if net_stride is None else net_stride
     maps = []
     for scale in scales:
@@ -263,18 +252,14 @@ def multiscale_scores(
                 f"scale {scale}: the {image.shape[0]}x{image.shape[1]} image becomes {resized.shape[0]}x"
                 f"{resized.shape[1]}, smaller than the {window[0]}x{window[1]} window"
             )
-        maps.append(dense_scores(fc_model, resized, window, stride, net_stride, max_pixels=max_pixels)[0])
+        maps.append(window_scores(fc_model, resized, window, stride, net_stride, max_pixels=max_pixels)[0])
     return maps
 
 
 def to_probabilities(scores: np.ndarray, from_logits: bool = True) -> np.ndarray:
     """Softmax over the last (class) axis if ``from_logits``, else ``scores`` as float32."""
     scores = np.asarray(scores, np.float32)
-    if not from_logits:
-        return scores
-    shifted = scores - scores.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    return softmax(scores, axis=-1).astype(np.float32, copy=False) if from_logits else scores
 
 
 def image_scores(
@@ -308,7 +293,7 @@ def class_heatmap(score_map: np.ndarray, class_index: int, image_size, window, s
     ``score_map``: ``(rows, cols, K)`` (probabilities for a [0, 1] map); the last row/column of windows is
     stretched to the image border so that every pixel is covered.
     """
-    (height, width), (win_h, win_w), (s_h, s_w) = image_size, _pair(window, "window"), _pair(stride, "stride")
+    (height, width), (win_h, win_w), (s_h, s_w) = image_size, as_pair(window, "window"), as_pair(stride, "stride")
     rows, cols, classes = score_map.shape
     if not 0 <= class_index < classes:
         raise ValueError(f"class index {class_index} is out of range for {classes} classes")
@@ -329,8 +314,8 @@ def multiscale_heatmap(score_maps, scales, class_index: int, image_size, window,
     height, width = image_size
     heats = []
     for scores, scale in zip(score_maps, scales):
-        scaled = (max(1, round(height * scale)), max(1, round(width * scale)))
-        heat = class_heatmap(to_probabilities(scores, from_logits), class_index, scaled, window, stride)
+        heat = class_heatmap(to_probabilities(scores, from_logits), class_index, scaled_size(image_size, scale),
+                             window, stride)
         heats.append(cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR))
     return np.mean(heats, axis=0)
 
@@ -347,261 +332,17 @@ def overlay_heatmap(
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-# --------------------------------------------------------------------------------- the tool's command
+dense_scores = window_scores
+"""The old name of :func:`window_scores` (kept; :func:`densevision.inference.dense.pixel_scores` is the other idea
+that was called ``dense_scores``)."""
+
+# The command around these functions moved to densevision.commands.sliding_run (commands import the library, never
+# the reverse). Its names still resolve here, on first use, for code that imported them from this module.
+_MOVED_TO_COMMAND = ("expand_inputs", "load_classifier", "recipe_class_names", "resolve_class", "check_options",
+                     "plan_sliding_outputs", "sliding_classify_command")
 
 
-def expand_inputs(inputs: Sequence[str], recursive: bool = True, exclude: Sequence[str] = ()) -> tuple[list, list]:
-    """Image files from files, folders (walked recursively) and glob patterns, through the input walker every tool
-    shares (:func:`densevision.data.io.find_inputs`): ``([(path, relative path)], [{"path", "error"}] skipped)``;
-    an unusable entry (a symbolic link loop) is skipped with a warning, never the whole folder.
-
-    Raises:
-        DatasetError: no image file at all.
-    """
-    from densevision.data.io import find_inputs
-
-    return find_inputs(inputs, recursive=recursive, exclude=exclude)
-
-
-def load_classifier(recipe, weights: str) -> keras.Model:
-    """The recipe's classifier with ``weights`` (a ``.keras`` model or a ``.weights.h5`` for the model the recipe
-    builds), through the one checkpoint loader.
-
-    Raises:
-        CheckpointError: a missing, truncated or corrupt file, or one that does not fit the recipe's model.
-    """
-    from densevision.engine.checkpoints import load_checkpoint
-
-    return load_checkpoint(weights, recipe)
-
-
-def recipe_class_names(recipe, num_classes: int) -> list[str]:
-    """Class names from the recipe's dataset (training split); ``"0", "1", ...`` if it cannot be opened."""
-    from densevision.registry import DATASETS
-
-    try:
-        data = recipe.data
-        source = DATASETS.get(data.name)(root=data.root, split=data.train_split, **data.kwargs())
-        names = [str(n) for n in source.info["class_names"]]
-        if len(names) == num_classes:
-            return names
-        print(f"note: the dataset has {len(names)} classes but the model {num_classes}; showing class indices")
-    except Exception as error:  # noqa: BLE001 - any failure only costs the names
-        print(f"note: class names unavailable ({type(error).__name__}: {str(error).splitlines()[0]}); "
-              "showing class indices")
-    return [str(i) for i in range(num_classes)]
-
-
-def resolve_class(choice: Optional[str], class_names: Sequence[str]) -> Optional[int]:
-    """``--class``: a class name or an index -> index; ``None`` stays ``None`` (each image's top-1).
-
-    Raises:
-        UsageError: neither a class name nor an index in range (with a did-you-mean suggestion).
-    """
-    if choice is None:
-        return None
-    if choice in class_names:
-        return list(class_names).index(choice)
-    if str(choice).lstrip("-").isdigit() and 0 <= int(choice) < len(class_names):
-        return int(choice)
-    from densevision.errors import UsageError
-    from densevision.registry import did_you_mean
-
-    raise UsageError(f"--class {choice!r}: not a class name or index 0..{len(class_names) - 1}"
-                     f"{did_you_mean(choice, class_names)}")
-
-
-def check_options(k: int, scales: Sequence[float], stride: Optional[int], reduce: str) -> None:
-    """The tool's numeric options, checked before anything is loaded.
-
-    Raises:
-        UsageError: ``--top-k`` below 1, a scale that is not positive, a stride below 1, an unknown reduction.
-    """
-    from densevision.errors import UsageError
-
-    if int(k) < 1:
-        raise UsageError(f"--top-k {k}: expected a positive number of labels to show per image, e.g. 5")
-    bad = [s for s in scales if not s > 0]
-    if not len(scales) or bad:
-        raise UsageError(f"--scales {' '.join(map(str, scales))}: expected positive image scales, e.g. 1.0 1.5")
-    if stride is not None and int(stride) < 1:
-        raise UsageError(f"--stride {stride}: expected a positive number of pixels (the network stride or a "
-                         f"divisor of it)")
-    if reduce not in ("mean", "max"):
-        raise UsageError(f"--reduce {reduce!r}: expected 'mean' or 'max'")
-
-
-def _class_file_part(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", str(name)).strip("._") or "class"
-
-
-def plan_sliding_outputs(files: Sequence[tuple], out_dir, class_names: Sequence[str], chosen: Optional[int],
-                         overwrite: bool):
-    """Every file the tool will write, checked before the first image is processed.
-
-    Per input ``(path, relative)``: ``<out>/<relative>_scores.npz`` and ``<out>/<relative>_<class>.png`` (the
-    class is ``chosen``, else the image's top-1, so every class's name is checked for an existing file), plus
-    ``<out>/results.json``.
-
-    Returns:
-        ``(plan, [(path, relative, npz path, heat map path prefix)])``.
-
-    Raises:
-        OutputError: two inputs with the same relative path (from different folders), existing outputs without
-            ``overwrite``, an output folder that is a file or not writable.
-    """
-    from pathlib import Path
-
-    from densevision.errors import OutputError
-    from densevision.files import plan_outputs
-
-    out_dir = Path(out_dir)
-    results_path = out_dir / "results.json"
-    planned = [("results", results_path)]
-    rows = []
-    parts = [_class_file_part(n) for n in class_names]
-    for path, relative in files:
-        # named by the relative path WITH its extension: a.jpg and a.png never write the same file
-        base = out_dir / relative
-        npz = base.with_name(base.name + "_scores.npz")
-        planned.append((str(path), npz))
-        if chosen is not None:
-            planned.append((str(path), base.with_name(f"{base.name}_{parts[chosen]}.png")))
-        rows.append((path, relative, npz, base))
-    plan = plan_outputs(planned, overwrite=overwrite,
-                        hint="choose another --output folder")
-    if not overwrite and chosen is None:  # the class of each heat map is known only later: any class counts
-        existing = []
-        listings: dict = {}
-        for _, _, _, base in rows:
-            names = listings.setdefault(base.parent, set(os.listdir(base.parent)) if base.parent.is_dir() else set())
-            existing += [base.parent / f"{base.name}_{part}.png" for part in parts
-                         if f"{base.name}_{part}.png" in names]
-        if existing:
-            shown = ", ".join(map(str, existing[:5])) + (f" (and {len(existing) - 5} more)" if len(existing) > 5 else "")
-            raise OutputError(f"{len(existing)} output file(s) already exist: {shown}; pass --overwrite to replace "
-                              f"them or choose another --output folder")
-    return plan, rows, results_path
-
-
-def sliding_classify_command(
-    recipe_path: str,
-    weights: str,
-    inputs: Sequence[str],
-    stride: Optional[int] = None,
-    scales: Sequence[float] = (1.0,),
-    reduce: Literal["mean", "max"] = "mean",
-    k: int = 5,
-    class_choice: Optional[str] = None,
-    output: str = "sliding_output",
-    overrides: Sequence[str] = (),
-    demo: bool = False,
-    conv_bands: Optional[str] = "auto-cpu",
-    progress: bool = True,
-    overwrite: bool = False,
-    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
-) -> int:
-    """``tools/sliding_classify.py``: dense class-score maps, image-level top-k and heat-map overlays.
-
-    For each input image (files, folders walked recursively, glob patterns), named by its path relative to the
-    folder it was found in *with* its extension (``sub/a.jpg``), writes ``output/sub/a.jpg_<class>.png`` (the
-    image beside the heat map of the chosen class, default the image's top-1) and ``output/sub/a.jpg_scores.npz``
-    (one ``(rows, cols, K)`` logit map per scale), and ``output/results.json`` for all images; prints the top-k
-    classes per image.
-
-    Images above ``max_pixels`` pixels (at a scale) are scored in tiles, bounding memory as ``tools/predict.py``
-    does (``None``: one pass).
-
-    Every output is planned before the first image: existing files are refused unless ``overwrite``, two inputs
-    that would write the same file are refused. An image that cannot be read or is smaller than the window, and an
-    input entry that cannot be used (a symbolic link loop, a broken link) are skipped with a warning and listed
-    under ``"failures"`` in ``results.json``, which is always written (also when the run is interrupted:
-    ``"complete": false``). Files in the output folder are never read as inputs.
-
-    Returns:
-        0, or 1 if an image was skipped.
-
-    Raises:
-        UsageError, RecipeError, DatasetError (inputs), CheckpointError, OutputError: before any image is
-            processed.
-    """
-    from pathlib import Path
-
-    from tqdm import tqdm
-
-    import densevision.data.image_folder  # noqa: F401  (registers image_folder)
-    import densevision.models.classifier  # noqa: F401  (registers classifier)
-    import densevision.tasks.classification  # noqa: F401  (registers the task)
-    from densevision.data.errors import ImageReadError
-    from densevision.data.io import read_image
-    from densevision.engine.checkpoints import CheckpointError
-    from densevision.errors import UsageError
-    from densevision.files import check_writable_dir, write_json, write_npz, write_png
-    from densevision.inference.fully_convolutional import to_fully_convolutional
-    from densevision.engine.demo import load_tool_recipe
-    from densevision.visualization.segmentation import side_by_side
-
-    check_options(k, scales, stride, reduce)
-    scales = [float(s) for s in scales]
-    check_writable_dir(output, what="--output folder")
-    recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
-    files, skipped = expand_inputs(inputs, exclude=[output])
-    model = load_classifier(recipe, weights)
-    window = tuple(model.inputs[0].shape[1:3])
-    if None in window:
-        raise CheckpointError(f"--weights {weights}: the model's input size is {window}; sliding needs the fixed "
-                              f"size it was trained at (a classifier with input_shape set)")
-    if conv_bands == "auto-cpu":  # strips help oneDNN on CPU only
-        conv_bands = None if tf.config.list_physical_devices("GPU") else "auto"
-    fc_model = to_fully_convolutional(model, conv_bands=conv_bands)
-    net_stride = network_stride(fc_model, window)
-    stride = net_stride[0] if stride is None else int(stride)
-    if net_stride[0] % stride or net_stride[1] % stride:
-        divisors = [d for d in range(net_stride[0], 0, -1) if net_stride[0] % d == 0][:4]
-        raise UsageError(f"--stride {stride}: must divide the network stride {net_stride[0]} "
-                         f"(e.g. {', '.join(map(str, divisors))})")
-    class_names = recipe_class_names(recipe, int(fc_model.outputs[0].shape[-1]))
-    chosen = resolve_class(class_choice, class_names)
-    out_dir = Path(output)
-    plan, rows, results_path = plan_sliding_outputs(files, out_dir, class_names, chosen, overwrite)
-    plan.make_folders()
-    print(f"window {window[0]}x{window[1]}, network stride {net_stride[0]}, sliding stride {stride}, "
-          f"scales {scales}, reduce {reduce}, {len(files)} image(s) -> {out_dir}")
-
-    results = []
-    failures = [{"image": item["path"], "relative": None, "error": item["error"]} for item in skipped]
-    summary = {"recipe": str(recipe_path), "weights": str(weights), "window": list(window), "stride": stride,
-               "scales": scales, "reduce": reduce, "class_names": class_names, "complete": False,
-               "images": results, "failures": failures}
-    try:
-        for path, relative, npz_path, base in progress_bar(rows, desc="sliding", unit="image", enabled=progress,
-                                                           every=10):
-            try:
-                image = read_image(path)
-                maps = multiscale_scores(fc_model, image, window, scales, stride, net_stride, max_pixels=max_pixels)
-            except (ImageReadError, ValueError) as error:  # unreadable, or smaller than the window
-                reason = error.reason if isinstance(error, ImageReadError) else str(error)
-                tqdm.write(f"warning: {path}: skipped: {reason}", file=sys.stderr)
-                failures.append({"image": str(path), "relative": relative, "error": reason})
-                continue
-            probabilities = image_scores(maps, reduce)
-            best = top_k(probabilities, k, class_names)
-            index = best[0][0] if chosen is None else chosen
-            heat = multiscale_heatmap(maps, scales, index, image.shape[:2], window, stride)
-            picture_path = base.with_name(f"{base.name}_{_class_file_part(class_names[index])}.png")
-            write_png(picture_path, side_by_side([image, overlay_heatmap(image, heat)]))
-            write_npz(npz_path, **{f"scale_{s:g}": m for s, m in zip(scales, maps)})
-            tqdm.write(f"{path}: " + ", ".join(f"{label} {score:.3f}" for _, label, score in best))
-            results.append({
-                "image": str(path), "relative": relative, "size": list(image.shape[:2]),
-                "maps": [list(m.shape[:2]) for m in maps],
-                "top_k": [{"index": i, "class": label, "score": score} for i, label, score in best],
-                "heatmap_class": class_names[index], "heatmap": str(picture_path), "scores": str(npz_path),
-            })
-        summary["complete"] = True
-    finally:  # partial results are results too: written even when a later image or Ctrl-C stops the run
-        write_json(results_path, summary)
-    if failures:
-        print(f"{len(failures)} of {len(rows) + len(skipped)} input(s) skipped (listed under 'failures' in "
-              f"{results_path})", file=sys.stderr)
-    return 1 if failures else 0
+def __getattr__(name: str):
+    if name in _MOVED_TO_COMMAND:
+        return getattr(import_module("densevision.commands.sliding_run"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

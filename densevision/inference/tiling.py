@@ -31,19 +31,12 @@ from typing import Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
+from densevision.sizes import IntPair, as_pair
+
 BLENDS = ("linear", "cosine", "uniform")
 #: weight of the margin pixels at interior tile edges: small enough to vanish in float32 next to any ramp weight,
 #: positive so a pixel only a margin covers still gets a value
 MARGIN_WEIGHT = 1e-8
-
-IntPair = Union[int, Sequence[int]]
-
-
-def _pair(value, name: str) -> tuple[int, int]:
-    pair = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
-        raise ValueError(f"predict_tiled: {name} must be an int or a pair of ints (rows, cols), got {value!r}")
-    return int(pair[0]), int(pair[1])
 
 
 def _overlap_pixels(overlap, tile: tuple[int, int]) -> tuple[int, int]:
@@ -157,9 +150,10 @@ def predict_tiled(
     stride = int(output_stride)
     if stride < 1:
         raise ValueError(f"predict_tiled: output_stride must be a positive int, got {output_stride!r}")
-    tile = _pair(tile, "tile")
+    tile = as_pair(tile, "predict_tiled: tile", minimum=None)
     overlap = _overlap_pixels(overlap, tile)
-    margin = tuple(o // 4 for o in overlap) if margin is None else _pair(margin, "margin")
+    margin = (tuple(o // 4 for o in overlap) if margin is None
+              else as_pair(margin, "predict_tiled: margin", minimum=None))
     for axis, name in enumerate(("rows", "cols")):
         if tile[axis] < 1 or tile[axis] % stride:
             raise ValueError(f"predict_tiled: tile {name} = {tile[axis]} must be a positive multiple of "
@@ -230,7 +224,7 @@ def needs_tiling(image_shape: Sequence[int], max_pixels: int) -> bool:
 
 def tile_count(image_shape: Sequence[int], tile: IntPair = (512, 512), overlap=0.25) -> int:
     """How many tiles :func:`predict_tiled` runs for an ``(H, W[, C])`` image (output stride 1)."""
-    tile = _pair(tile, "tile")
+    tile = as_pair(tile, "predict_tiled: tile", minimum=None)
     overlap = _overlap_pixels(overlap, tile)
     counts = [len(tile_starts(max(int(image_shape[a]), tile[a]), tile[a], tile[a] - overlap[a])) for a in range(2)]
     return math.prod(counts)

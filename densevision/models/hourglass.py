@@ -28,6 +28,7 @@ from typing import Literal, Optional
 
 import keras
 
+from densevision.backbones.api import build_backbone  # importing it registers every backbone family
 from densevision.layers.padding import CropLike
 from densevision.layers.preprocessing import Preprocess
 from densevision.layers.residual import (
@@ -170,8 +171,6 @@ def stacked_hourglass(
         x = residual(x, STEM_RESIDUAL_FILTERS, name="stem_res2", **residual_options)
         x = residual(x, num_features, name="stem_res3", **residual_options)
     else:
-        from densevision.backbones.api import build_backbone  # imported here: it registers every backbone family
-
         full = build_backbone(backbone, weights=weights, input_shape=input_shape)
         # Only P2 (stride 4) is used: a sub-model stops the backbone there, so P3..P5 are neither run nor counted.
         stride4 = keras.Model(full.input, full.output["P2"], name=f"{backbone}_p2")

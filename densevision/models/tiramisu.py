@@ -145,39 +145,32 @@ def fc_densenet(
     return _model(images, logits, name, memory_efficient)
 
 
-@MODELS.register("fc_densenet56")
-def fc_densenet56(
-    num_classes: int, dropout: float = 0.2, bn_momentum: float = DEFAULT_BN_MOMENTUM, synchronized_bn: bool = False,
-    memory_efficient: bool = False, classifier_init: ClassifierInit = "he_uniform",
-) -> keras.Model:
-    """FC-DenseNet56: 5 blocks of 4 layers down and up, bottleneck 4, growth 12 (paper: 1.5M parameters)."""
-    return fc_densenet(num_classes, [4] * 5, 4, 12, dropout=dropout, bn_momentum=bn_momentum,
-                       synchronized_bn=synchronized_bn, name="fc_densenet56", memory_efficient=memory_efficient,
-                       classifier_init=classifier_init)
+def _published_variant(name: str, blocks_down: list[int], bottleneck: int, growth_rate: int, doc: str):
+    """Register one of the paper's FC-DenseNets as model ``name``: :func:`fc_densenet` with its block layout fixed,
+    the other options (the recipe's ``model:`` keys, checked against this signature) passed through."""
+
+    def build(
+        num_classes: int, dropout: float = 0.2, bn_momentum: float = DEFAULT_BN_MOMENTUM, synchronized_bn: bool = False,
+        memory_efficient: bool = False, classifier_init: ClassifierInit = "he_uniform",
+    ) -> keras.Model:
+        return fc_densenet(num_classes, list(blocks_down), bottleneck, growth_rate, dropout=dropout,
+                           bn_momentum=bn_momentum, synchronized_bn=synchronized_bn, name=name,
+                           memory_efficient=memory_efficient, classifier_init=classifier_init)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = doc
+    return MODELS.register(name)(build)
 
 
-@MODELS.register("fc_densenet67")
-def fc_densenet67(
-    num_classes: int, dropout: float = 0.2, bn_momentum: float = DEFAULT_BN_MOMENTUM, synchronized_bn: bool = False,
-    memory_efficient: bool = False, classifier_init: ClassifierInit = "he_uniform",
-) -> keras.Model:
-    """FC-DenseNet67: 5 blocks of 5 layers down and up, bottleneck 5, growth 16 (paper: 3.5M parameters)."""
-    return fc_densenet(num_classes, [5] * 5, 5, 16, dropout=dropout, bn_momentum=bn_momentum,
-                       synchronized_bn=synchronized_bn, name="fc_densenet67", memory_efficient=memory_efficient,
-                       classifier_init=classifier_init)
-
-
-@MODELS.register("fc_densenet103")
-def fc_densenet103(
-    num_classes: int, dropout: float = 0.2, bn_momentum: float = DEFAULT_BN_MOMENTUM, synchronized_bn: bool = False,
-    memory_efficient: bool = False, classifier_init: ClassifierInit = "he_uniform",
-) -> keras.Model:
-    """FC-DenseNet103: blocks 4,5,7,10,12 | 15 | 12,10,7,5,4, growth 16 (paper: 9.4M parameters)."""
-    return fc_densenet(
-        num_classes, [4, 5, 7, 10, 12], 15, 16, dropout=dropout, bn_momentum=bn_momentum,
-        synchronized_bn=synchronized_bn, name="fc_densenet103", memory_efficient=memory_efficient,
-        classifier_init=classifier_init,
-    )
+fc_densenet56 = _published_variant(
+    "fc_densenet56", [4] * 5, 4, 12, "FC-DenseNet56: 5 blocks of 4 layers down and up, bottleneck 4, growth 12 "
+                                     "(paper: 1.5M parameters).")
+fc_densenet67 = _published_variant(
+    "fc_densenet67", [5] * 5, 5, 16, "FC-DenseNet67: 5 blocks of 5 layers down and up, bottleneck 5, growth 16 "
+                                     "(paper: 3.5M parameters).")
+fc_densenet103 = _published_variant(
+    "fc_densenet103", [4, 5, 7, 10, 12], 15, 16, "FC-DenseNet103: blocks 4,5,7,10,12 | 15 | 12,10,7,5,4, growth 16 "
+                                                 "(paper: 9.4M parameters).")
 
 
 #: skip connections of the decoder, top (coarsest) to bottom

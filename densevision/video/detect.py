@@ -113,7 +113,7 @@ class HogPersonDetector:
     def __call__(self, frame: np.ndarray, index: int = 0) -> Boxes:
         """``frame`` uint8 ``(H, W, 3)`` RGB -> ``(boxes (N, 4) [x, y, w, h], scores (N,))``, best first."""
         image = frame
-        if self.upscale != 1.0:
+        if self.upscale != 1.0:  # by the factor (fx, fy), not densevision.sizes.resize: boxes divide by it exactly
             image = cv2.resize(frame, None, fx=self.upscale, fy=self.upscale,
                                interpolation=cv2.INTER_LINEAR if self.upscale > 1 else cv2.INTER_AREA)
         window_width, window_height = self._hog.winSize

@@ -34,6 +34,7 @@ import numpy as np
 
 from densevision.data.io import IMAGE_EXTENSIONS
 from densevision.errors import UsageError
+from densevision.sizes import resize
 from densevision.video.threads import prefetch
 
 DEFAULT_FPS = 25.0
@@ -295,7 +296,7 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     scale = min(width / image.shape[1], height / image.shape[0])
     new_w, new_h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    resized = resize(image, (new_h, new_w))
     canvas = np.zeros((height, width, 3), np.uint8)
     top, left = (height - new_h) // 2, (width - new_w) // 2
     canvas[top:top + new_h, left:left + new_w] = resized

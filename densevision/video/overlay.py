@@ -1,4 +1,4 @@
-"""Drawing on video frames: skeletons from a dataset definition, track boxes, a heatmap blend and an FPS counter.
+"""Drawing on video frames: skeletons from a dataset definition, track boxes and an FPS counter.
 
 Frames are uint8 ``(H, W, 3)`` RGB and are drawn on in place. Colours come from the dataset's ``info``
 (``skeleton``, ``joint_colors``, ``link_colors``, RGB); a person is a dict with ``"keypoints"`` ``(J, 3)``
@@ -14,7 +14,8 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
-from densevision.visualization.pose import draw_pose, heatmap_blend
+from densevision.visualization.pose import draw_pose
+
 
 def draw_people(frame: np.ndarray, people: Sequence[dict], info: dict, keypoint_threshold: float = 0.3,
                 radius: int = 3, thickness: int = 2, draw_boxes: bool = False) -> np.ndarray:
@@ -39,13 +40,6 @@ def draw_people(frame: np.ndarray, people: Sequence[dict], info: dict, keypoint_
     frame[:] = draw_pose(frame, keypoints, info.get("skeleton") or [], info.get("joint_colors"),
                          info.get("link_colors"), kpt_thr=keypoint_threshold, radius=radius, thickness=thickness,
                          boxes=boxes, track_ids=ids if draw_boxes and None not in ids else None)
-    return frame
-
-
-def blend_heatmap(frame: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend heatmaps ``(h, w)`` or ``(h, w, J)`` in [0, 1] over ``frame`` in place
-    (:func:`densevision.visualization.pose.heatmap_blend`)."""
-    frame[:] = heatmap_blend(frame, heatmap, alpha=alpha)
     return frame
 
 

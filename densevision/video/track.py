@@ -23,6 +23,7 @@ import math
 from typing import Optional
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from densevision.video.detect import box_coverage, box_iou, non_max_suppression
 
@@ -63,8 +64,6 @@ def assign(similarity: np.ndarray, threshold: float, method: str = "hungarian") 
     if similarity.size == 0:
         return []
     if method == "hungarian":
-        from scipy.optimize import linear_sum_assignment
-
         rows, columns = linear_sum_assignment(similarity, maximize=True)
         return [(int(r), int(c)) for r, c in zip(rows, columns) if similarity[r, c] >= threshold]
     if method != "greedy":

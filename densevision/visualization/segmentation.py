@@ -11,6 +11,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from densevision.files import atomic_write, write_png  # write_png: re-exported (pictures are PNGs)
+
 #: colour of ignore (void) pixels and of labels the palette does not cover
 VOID_COLOUR = (0, 0, 0)
 
@@ -82,14 +84,6 @@ def side_by_side(panels: Sequence[np.ndarray], gap: int = 4, gap_value: int = 25
     return np.concatenate(pieces, axis=1)
 
 
-def write_png(path: str | os.PathLike, picture: np.ndarray) -> None:
-    """Write an RGB uint8 ``(H, W, 3)`` picture or an ``(H, W)`` label map (uint8/uint16) as PNG, atomically
-    (:func:`densevision.files.write_png`)."""
-    from densevision.files import write_png as write
-
-    write(path, picture)
-
-
 def save_confusion_matrix_png(
     confusion: np.ndarray,
     class_names: Sequence[str],
@@ -102,7 +96,8 @@ def save_confusion_matrix_png(
     With ``normalize`` each row is divided by its total (the fraction of each true class predicted as each
     class); rows without pixels stay 0.
     """
-    # A bare Figure (no pyplot) draws with Agg and leaves no global state or open windows behind.
+    # A bare Figure (no pyplot) draws with Agg and leaves no global state or open windows behind; matplotlib loads
+    # here, when a matrix is drawn, not with every task.
     from matplotlib.figure import Figure
 
     confusion = np.asarray(confusion, np.float64)
@@ -129,6 +124,4 @@ def save_confusion_matrix_png(
                 colour = "white" if values[row, column] > threshold else "black"
                 axes.text(column, row, text, ha="center", va="center", fontsize=7, color=colour)
     figure.tight_layout()
-    from densevision.files import atomic_write
-
     atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
