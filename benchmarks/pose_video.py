@@ -75,7 +75,8 @@ def model_of(args, overrides: list[str]):
     """``(recipe, task, forward)``: the recipe (with ``--demo``), its task and the compiled forward pass of the
     checkpoint (or of seeded random weights)."""
     from densevision.engine.checkpoints import load_checkpoint
-    from densevision.engine.predictor import make_forward, prediction_info
+    from densevision.engine.checkpoints import prediction_info
+    from densevision.inference.predictor import make_forward
     from densevision.models import build_model
     from densevision.engine.demo import load_tool_recipe
     from densevision.registry import TASKS
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     import cv2
     import numpy as np
 
-    from densevision.engine.predictor import prediction_info
+    from densevision.engine.checkpoints import prediction_info
     from densevision.video.detect import HogPersonDetector, boxes_from_table, load_boxes_json
     from densevision.video.io import VideoWriter, open_frames
     from densevision.video.overlay import make_drawer

@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from densevision.data.io import list_images, read_image
-    from densevision.engine.predictor import PredictOptions, predict_folder, prediction_info
+    from densevision.engine.checkpoints import prediction_info
+    from densevision.inference.predictor import PredictOptions, predict_folder
     from densevision.models import build_model
     from densevision.recipes import load_recipe
     from densevision.registry import TASKS

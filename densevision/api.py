@@ -28,10 +28,11 @@ import numpy as np
 from densevision import serving
 from densevision.data.errors import ImageReadError
 from densevision.data.io import as_rgb_uint8, read_image
+from densevision.engine.checkpoints import load_for_prediction
 from densevision.engine.demo import load_tool_recipe
 from densevision.engine.evaluator import run_evaluation
 from densevision.errors import UsageError
-from densevision.inference.predictor import (DEFAULT_MAX_PIXELS, PredictOptions, load_for_prediction, make_forward,
+from densevision.inference.predictor import (DEFAULT_MAX_PIXELS, PredictOptions, make_forward,
                                              validate_options)
 from densevision.inference.writers import configure_task
 from densevision.recipes import Recipe

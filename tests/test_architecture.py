@@ -89,7 +89,9 @@ def test_the_engine_keeps_only_shims_of_export_and_prediction():
     """Deployment lives in serving/, prediction in inference/: the old engine modules only re-export."""
     for name, home in (("export", "densevision.serving"), ("predictor", "densevision.inference.predictor")):
         tree = ast.parse((PACKAGE / "engine" / f"{name}.py").read_text())
-        code = [node for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr))]
+        # imports, the docstring, and at most a module __getattr__ that looks up an old name's new home
+        code = [node for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr))
+                and not (isinstance(node, ast.FunctionDef) and node.name == "__getattr__")]
         assert code == [], f"engine/{name}.py defines code; it should only re-export {home}"
         assert any(module == home or module.startswith(home + ".") for module in
                    imported_modules(PACKAGE / "engine" / f"{name}.py"))
@@ -171,7 +173,6 @@ def test_the_local_import_counter_sees_every_form(tmp_path):
     assert local_densevision_imports(probe) == [(5, True), (11, True), (12, False)]
 
 
-@pytest.mark.xfail(strict=False, reason="passes once the tasks/export/predictor part of issue 17 merges")
 def test_few_function_local_imports_and_each_says_why():
     """Imports sit at the top of a module; at most 10 function-local ``densevision`` imports remain in the whole
     package (a command's heavy body after parsing, a numpy-free front door), each with a comment saying why."""

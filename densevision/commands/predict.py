@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = options.all_inputs(args)
     source = resolve_model_source(args.target, args.weights, demo=args.demo)
     # after parsing: the predictor imports TensorFlow
-    from densevision.engine.predictor import PredictOptions, predict_command, validate_options
+    from densevision.commands.predict_run import PredictOptions, predict_command, validate_options
 
     predict_options = validate_options(PredictOptions(
         overlay=args.overlay, color=args.color, top_k=args.top_k, flip=args.flip_test, scales=tuple(args.scales),

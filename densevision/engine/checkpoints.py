@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -18,7 +19,10 @@ from densevision import files
 from densevision.engine.compat import check_checkpoint_matches
 from densevision.errors import CheckpointError, OutputError  # CheckpointError: re-exported (its old home)
 from densevision.models import build_model
-from densevision.registry import load_builtin_parts
+from densevision.data.errors import DatasetError
+from densevision.data.sources import open_source
+from densevision.registry import DATASETS, TASKS, load_builtin_parts
+from densevision.tasks.base import Task
 
 
 def finished_run_error(run_dir: str | os.PathLike, epochs_done: int, epochs: int) -> CheckpointError:
@@ -296,6 +300,44 @@ def load_matching_checkpoint(path: str | os.PathLike, recipe, info, task=None) -
     model = load_checkpoint(path, recipe)
     check_checkpoint_matches(model, recipe, info, path, task=task)
     return model
+
+
+def prediction_info(recipe) -> dict:
+    """The dataset ``info`` the task needs to answer (class names, palette; joints, skeleton, flip pairs).
+
+    Opened from the recipe's dataset when it is on this machine; otherwise from what the source can say without
+    data (its ``describe(**options)``), so prediction works where only the checkpoint and recipe are.
+    """
+    describe = getattr(DATASETS.get(recipe.data.name), "describe", None)  # a source without data may offer one
+    if describe is not None:
+        return describe(**recipe.data.kwargs())
+    try:
+        return open_source(recipe, recipe.data.val_split).info
+    except DatasetError as error:
+        classes = recipe.model.kwargs().get("num_classes")
+        if classes is None:
+            raise
+        print(f"note: the recipe's dataset is not available here ({str(error).splitlines()[0]}); classes are "
+              f"named class_0 .. class_{int(classes) - 1}", file=sys.stderr)
+        return {"class_names": [f"class_{index}" for index in range(int(classes))], "num_classes": int(classes)}
+
+
+def load_for_prediction(recipe, weights, flip_test: bool = False) -> tuple[keras.Model, Task]:
+    """``(model, task)`` of a recipe and a checkpoint: the task built from :func:`prediction_info`, the checkpoint
+    loaded and checked against the recipe and the dataset: the one loading step of prediction, export, the API
+    and the video tool.
+
+    Args:
+        recipe: the validated recipe.
+        weights: the checkpoint (``.keras`` or ``.weights.h5``).
+        flip_test: switch the task's test-time flip on (it is read when the forward pass is traced).
+
+    Raises:
+        CheckpointError: the checkpoint is missing, damaged or does not fit the recipe (the message names it).
+    """
+    task = TASKS.get(recipe.task)(recipe, prediction_info(recipe))
+    task.flip_test = task.flip_test or bool(flip_test)
+    return load_matching_checkpoint(weights, recipe, task.info, task=task), task
 
 
 # Keras only *warns* when parts of a model find no weights in the file and keep their random initial values;

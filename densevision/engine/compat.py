@@ -15,7 +15,7 @@ import inspect
 import os
 from typing import Any, Optional
 
-from densevision.engine.checkpoints import CheckpointError
+from densevision.errors import CheckpointError
 from densevision.recipes import RecipeError
 from densevision.registry import MODELS, TASKS, UnknownNameError, load_builtin_parts
 

@@ -38,18 +38,12 @@ import numpy as np
 import tensorflow as tf
 
 from densevision.data.boxes import load_boxes_file
-from densevision.data.errors import DatasetError
-from densevision.data.io import find_inputs, read_image
-from densevision.data.sources import open_source
-from densevision.engine.checkpoints import load_checkpoint
-from densevision.engine.compat import check_checkpoint_matches
-from densevision.engine.demo import load_tool_recipe
+from densevision.data.io import read_image
 from densevision.errors import OutputError
-from densevision.files import check_writable_dir, describe_os_error, plan_outputs, write_json
+from densevision.files import describe_os_error, plan_outputs, write_json
 from densevision.inference.dense import dense_scores
 from densevision.inference.writers import PredictionError, PredictionWriter, prediction_writer
 from densevision.progress import progress_bar
-from densevision.registry import DATASETS, TASKS
 from densevision.tasks.base import Task
 
 REPORT = "report.json"
@@ -318,46 +312,6 @@ def predict_folder(model, task, images: Sequence[tuple[Path, str]], output_dir: 
     return {**report, "skipped": len(done), "seconds": time.perf_counter() - started}
 
 
-def prediction_info(recipe) -> dict[str, Any]:
-    """The dataset ``info`` the task needs to answer (class names, palette; joints, skeleton, flip pairs).
-
-    Opened from the recipe's dataset when it is on this machine; otherwise from what the source can say without
-    data (its ``describe(**options)``), so prediction works where only the checkpoint and recipe are.
-    """
-    describe = getattr(DATASETS.get(recipe.data.name), "describe", None)  # a source without data may offer one
-    if describe is not None:
-        return describe(**recipe.data.kwargs())
-    try:
-        return open_source(recipe, recipe.data.val_split).info
-    except DatasetError as error:
-        classes = recipe.model.kwargs().get("num_classes")
-        if classes is None:
-            raise
-        print(f"note: the recipe's dataset is not available here ({str(error).splitlines()[0]}); classes are "
-              f"named class_0 .. class_{int(classes) - 1}", file=sys.stderr)
-        return {"class_names": [f"class_{index}" for index in range(int(classes))], "num_classes": int(classes)}
-
-
-def load_for_prediction(recipe, weights, flip_test: bool = False) -> tuple[Any, Task]:
-    """``(model, task)`` of a recipe and a checkpoint: the task built from :func:`prediction_info`, the checkpoint
-    loaded and checked against the recipe and the dataset: the one loading step of prediction, export, the API
-    and the video tool.
-
-    Args:
-        recipe: the validated recipe.
-        weights: the checkpoint (``.keras`` or ``.weights.h5``).
-        flip_test: switch the task's test-time flip on (it is read when the forward pass is traced).
-
-    Raises:
-        CheckpointError: the checkpoint is missing, damaged or does not fit the recipe (the message names it).
-    """
-    task = TASKS.get(recipe.task)(recipe, prediction_info(recipe))
-    task.flip_test = task.flip_test or bool(flip_test)
-    model = load_checkpoint(weights, recipe)
-    check_checkpoint_matches(model, recipe, task.info, weights, task=task)
-    return model, task
-
-
 def summary(result: dict[str, Any], output_dir) -> str:
     """The lines ``densevision predict`` prints after a run: images/s, where the outputs are, the failures."""
     ok, failed = len(result["ok"]), len(result["failed"])
@@ -374,20 +328,3 @@ def summary(result: dict[str, Any], output_dir) -> str:
     return "\n".join(lines)
 
 
-def predict_command(recipe_path: str, weights: str, inputs: Sequence[str], output_dir: str, *,
-                    overwrite: bool = False, resume: bool = False, demo: bool = False,
-                    overrides: Sequence[str] = (), progress: bool = True, recursive: bool = True,
-                    options: Optional[PredictOptions] = None) -> int:
-    """What ``densevision predict`` does; returns the exit code (0 all predicted, 1 some inputs failed). Usage errors
-    (recipe, checkpoint, no input, output clashes) raise :class:`densevision.errors.DensevisionError` subclasses,
-    which the tool turns into one ``error:`` line and exit 2."""
-    options = options or PredictOptions()
-    recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
-    check_writable_dir(output_dir, create=False)
-    images, skipped = find_inputs(inputs, recursive=recursive, exclude=[output_dir])
-    # --flip: pose flips inside the forward pass (joints swapped); segmentation through options.flip
-    model, task = load_for_prediction(recipe, weights, flip_test=options.flip)
-    result = predict_folder(model, task, images, output_dir, options, overwrite=overwrite, resume=resume,
-                            progress=progress, skipped=skipped)
-    print(summary(result, output_dir))
-    return 1 if result["failed"] else 0

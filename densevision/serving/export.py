@@ -13,7 +13,7 @@ import numpy as np
 import keras
 
 from densevision.engine.demo import load_tool_recipe
-from densevision.inference.predictor import load_for_prediction
+from densevision.engine.checkpoints import load_for_prediction
 from densevision.serving.base import (ExportError, ServingModule, check_format, check_keras_safe, convert_tflite,
                                       image_spec, make_serving_function, model_input_size, prepare_output,
                                       raw_output_name, write_keras, write_saved_model, write_tflite)

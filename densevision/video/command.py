@@ -20,11 +20,10 @@ import numpy as np
 
 from densevision.cli import run_tool
 from densevision.data.boxes import load_boxes_file
-from densevision.engine.checkpoints import load_matching_checkpoint
+from densevision.engine.checkpoints import load_for_prediction, prediction_info
 from densevision.engine.demo import load_tool_recipe
-from densevision.engine.predictor import PredictOptions, make_forward, prediction_info
+from densevision.inference.predictor import PredictOptions, make_forward
 from densevision.files import check_writable_file
-from densevision.registry import TASKS
 from densevision.runs import is_run_dir, resolve_model_source
 from densevision.video.defaults import DEFAULT_DET_EVERY
 from densevision.video.demo import STICK_FIGURE_INFO, stick_figure_estimator
@@ -54,10 +53,7 @@ def make_estimator(recipe, weights: str, flip_test: bool = False, batch_size: in
 
 def _task_and_forward(recipe, weights: str, flip_test: bool):
     """The recipe's task and its compiled forward pass with the checkpoint's weights (checked against the recipe)."""
-    info = prediction_info(recipe)
-    task = TASKS.get(recipe.task)(recipe, info)
-    task.flip_test = task.flip_test or flip_test  # pose: flip test inside the forward pass, joints swapped
-    model = load_matching_checkpoint(weights, recipe, info, task=task)
+    model, task = load_for_prediction(recipe, weights, flip_test=flip_test)  # pose: flip test inside the forward
     return task, make_forward(model, task)
 
 
