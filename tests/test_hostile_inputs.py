@@ -208,7 +208,7 @@ def test_every_set_value_wins_over_demo_in_every_tool(tmp_path, monkeypatch):
     import densevision.engine.evaluator as evaluator
     import densevision.engine.trainer as trainer
     import densevision.commands.sliding_run as sliding
-    import densevision.inference.predictor as predictor
+    import densevision.commands.predict_run as predictor
     import densevision.serving.export as serving_export
     from densevision.engine.export import export_command
     from densevision.engine.launch import run_training
