@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 from densevision.analysis.layer_table import format_table, layer_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 L = keras.layers
 
 # VGG16 (configuration D): conv widths per block, 3x3 convs, 2x2 max pools, then 4096-4096-1000

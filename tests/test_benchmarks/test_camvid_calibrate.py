@@ -7,7 +7,7 @@ import pytest
 
 from densevision.recipes import load_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_harness():

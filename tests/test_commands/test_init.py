@@ -21,7 +21,7 @@ from densevision.progress import PlainProgress, progress_bar
 from densevision.recipes import RecipeError, builtin_recipe_names, find_recipe, load_recipe
 from densevision.runs import CHECKPOINTS, RECIPE_FILE, resolve_model_source
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPE_COMMANDS = ("train", "evaluate", "predict", "export", "video", "sliding", "summarize")
 MODEL_COMMANDS = ("evaluate", "predict", "export", "sliding")  # a recipe and weights, or a run folder
 

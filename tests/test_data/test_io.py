@@ -36,7 +36,7 @@ from densevision.engine.compat import check_checkpoint_matches, check_model_matc
 from densevision.errors import DensevisionError, OutputError, UsageError
 from densevision.recipes import RecipeError, load_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RNG = np.random.default_rng(7)
 
 

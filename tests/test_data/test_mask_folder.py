@@ -535,7 +535,7 @@ def test_prepare_extracts_an_archive_and_verifies(tmp_path, capsys):
     import importlib.util
     import zipfile
 
-    spec = importlib.util.spec_from_file_location("prepare", Path(__file__).parents[1] / "datasets/camvid/prepare.py")
+    spec = importlib.util.spec_from_file_location("prepare", Path(__file__).parents[2] / "datasets/camvid/prepare.py")
     prepare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(prepare)
     make_camvid(tmp_path / "src", "train", 2, size=(360, 480))

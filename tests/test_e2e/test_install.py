@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(command: list, cwd: Path, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -26,7 +26,7 @@ import keras
 from engine_utils import (TINY_MODEL, make_street_data, only_run_dir, tool_env, write_classification_recipe,
                           write_recipe)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAMVID_CLASSES = 11
 POSE_RECIPE = ROOT / "recipes" / "hourglass_lsp.yaml"
 #: what every pose command adds to the LSP recipe's --demo settings: a small hourglass on 64x64 crops

@@ -33,7 +33,7 @@ from densevision.engine.evaluator import (
 )
 from densevision.tasks.segmentation import SegmentationTask
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAMVID_CLASSES = 11
 CAMVID_VOID = 11
 

@@ -21,9 +21,9 @@ import keras
 from densevision.data.augment import build_augmentation
 
 # the generated-file helpers and the private cache (an autouse fixture) of the robustness tests, part 1
-from test_robustness import noise, private_cache, sliding_setup, write_image  # noqa: E402,F401
+from tests.test_data.test_io import noise, private_cache, sliding_setup, write_image  # noqa: E402,F401
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------------------- augmentation

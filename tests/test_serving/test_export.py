@@ -30,7 +30,7 @@ from densevision.engine.export import (
 )
 from densevision.tasks.base import Task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 11  # CamVid's classes: the export tool checks the checkpoint against the recipe's dataset
 
 

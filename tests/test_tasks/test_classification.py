@@ -20,7 +20,7 @@ import densevision.tasks.classification as classification
 from densevision.data.errors import DatasetError
 from densevision.registry import DATASETS, LOSSES, MODELS, TASKS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_parts_are_registered():

@@ -503,7 +503,7 @@ def test_command_line_demo_run_and_one_line_errors(tmp_path, capsys):
     from densevision.video.cli import pose_video_command
 
     spec = importlib.util.spec_from_file_location(
-        "pose_video_tool", Path(__file__).resolve().parents[1] / "tools" / "pose_video.py")
+        "pose_video_tool", Path(__file__).resolve().parents[2] / "tools" / "pose_video.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     build_parser = tool.build_parser

@@ -29,9 +29,9 @@ from densevision.video.pipeline import run_pose_video, run_video
 from densevision.video.tasks import class_fractions, classification_video, segmentation_video
 from densevision.video.track import PoseFollower, Tracker, box_from_keypoints
 from densevision.visualization.segmentation import overlay
-from test_video import HEIGHT, WIDTH, damage_jpeg_frames, figure_boxes, figure_frame, read_back, write_clip
+from tests.test_video.test_pipeline import HEIGHT, WIDTH, damage_jpeg_frames, figure_boxes, figure_frame, read_back, write_clip
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_tool(name: str):
