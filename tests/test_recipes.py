@@ -140,3 +140,29 @@ def test_misspelt_augmentation_fails_at_load_time(base_recipe):
     with pytest.raises(RecipeError) as err:
         load_recipe(base_recipe, ["augmentation.train=[{HorizontalFlp: {p: 0.5}}]"])
     assert "augmentation.train" in str(err.value) and "HorizontalFlip" in str(err.value)
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_set_with_broken_yaml_names_the_override():
+    with pytest.raises(RecipeError, match=r"--set 'optimizer.lr=\[1,': the value '\[1,' is not valid YAML"):
+        load_recipe(ROOT / "recipes" / "vgg16_sliding.yaml", ["optimizer.lr=[1,"])
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_missing_interpolation_names_the_key(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"_base_: {ROOT / 'recipes' / 'vgg16_sliding.yaml'}\ndata:\n  root: ${{paths.data}}\n")
+    with pytest.raises(RecipeError, match=r"r.yaml: key 'data.root': cannot resolve an interpolation: "
+                                          r"Interpolation key 'paths.data' not found"):
+        load_recipe(recipe)
+    with pytest.raises(RecipeError, match="--set: key 'train.epochs': cannot resolve"):
+        load_recipe(ROOT / "recipes" / "vgg16_sliding.yaml", ["train.epochs=${nope}"])
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_demo_schedule_never_hides_a_command_line_value():
+    path = ROOT / "recipes" / "vgg16_sliding.yaml"
+    assert load_recipe(path, demo=True).train.epochs == 2
+    assert load_recipe(path, ["train.epochs=7"], demo=True).train.epochs == 7, "--set wins over demo"
+    with pytest.raises(RecipeError, match="key 'train.epochs': Input should be greater than 0"):
+        load_recipe(path, ["train.epochs=0"], demo=True)

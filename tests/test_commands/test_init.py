@@ -299,7 +299,7 @@ def test_terminal_gets_a_bar_unless_tqdm_disable_or_no_progress(monkeypatch):
 
 
 def test_video_command_takes_the_input_positionally(tmp_path, capsys):
-    from test_video import WIDTH, HEIGHT, write_clip
+    from tests.test_video.test_pipeline import WIDTH, HEIGHT, write_clip
 
     clip = write_clip(tmp_path / "clip.avi", 6)
     output, results = tmp_path / "out.mp4", tmp_path / "out.json"

@@ -20,10 +20,10 @@ import keras
 
 from densevision.data.augment import build_augmentation
 
-# the generated-file helpers and the private cache (an autouse fixture) of the robustness tests, part 1
-from tests.test_data.test_io import noise, private_cache, sliding_setup, write_image  # noqa: E402,F401
+from image_utils import noise, write_image
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.usefixtures("private_cache")  # verdicts and logs in a fresh folder (tests/conftest.py)
 
 
 # ------------------------------------------------------------------------------------------- augmentation

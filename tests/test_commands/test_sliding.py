@@ -1,0 +1,85 @@
+"""densevision sliding (tools/sliding_classify.py): outputs named by extension, partial results kept, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import densevision  # noqa: F401  (environment first)
+
+from densevision import files
+from densevision.data import io
+
+from engine_utils import load_tool_main
+from image_utils import noise, truncate, write_image
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_sliding_names_outputs_by_extension_and_keeps_partial_results(tmp_path, sliding_setup, capsys):
+    recipe, weights = sliding_setup
+    images = tmp_path / "images"
+    write_image(images / "a.jpg", noise(40, 40))
+    write_image(images / "a.png", noise(40, 40))
+    truncate(write_image(images / "b.png", noise(64, 64)))
+    out = tmp_path / "out"
+    main = load_tool_main("sliding_classify")
+    args = [str(recipe), str(images), "--weights", str(weights), "--output", str(out), "--no-progress"]
+    assert main(args) == 1, "one image was skipped"
+    err = capsys.readouterr().err
+    assert "warning: " in err and "b.png: skipped: truncated" in err
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] is True
+    assert [entry["relative"] for entry in results["images"]] == ["a.jpg", "a.png"]
+    assert [(f["relative"], f["error"]) for f in results["failures"]] == [("b.png", io._TRUNCATED)]
+    assert (out / "a.jpg_scores.npz").is_file() and (out / "a.png_scores.npz").is_file()
+    assert not [p for p in out.iterdir() if files.is_temp_file(p)]
+    before = (out / "results.json").read_bytes()
+    # a rerun without --overwrite refuses before touching anything
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already exist" in err and "pass --overwrite" in err
+    assert (out / "results.json").read_bytes() == before
+    # two folders holding the same name would write the same files: refused, nothing written
+    other = tmp_path / "other"
+    write_image(other / "a.png", noise(40, 40))
+    assert main([str(recipe), str(images / "a.png"), str(other / "a.png"), "--weights", str(weights),
+                 "--output", str(tmp_path / "clash"), "--no-progress"]) == 2
+    assert "would both write" in capsys.readouterr().err
+    assert not (tmp_path / "clash").exists()
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_sliding_writes_results_when_interrupted(tmp_path, sliding_setup, monkeypatch, capsys):
+    from densevision.inference import sliding
+
+    recipe, weights = sliding_setup
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "images" / f"{name}.png", noise(40, 40))
+    real = sliding.multiscale_scores
+    calls = []
+
+    def stop_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sliding, "multiscale_scores", stop_at_the_second)
+    out = tmp_path / "out"
+    assert load_tool_main("sliding_classify")([str(recipe), str(tmp_path / "images"), "--weights", str(weights),
+                                      "--output", str(out), "--no-progress"]) == 130
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] is False and [e["relative"] for e in results["images"]] == ["a.png"]
+
+
+@pytest.mark.usefixtures("private_cache")
+@pytest.mark.parametrize("option, expected", [(["--top-k", "0"], "--top-k 0: expected a positive number"),
+                                              (["--top-k", "-2"], "--top-k -2"),
+                                              (["--scales", "0"], "--scales 0.0: expected positive")])
+def test_sliding_bad_numbers_are_one_line_errors(tmp_path, option, expected, capsys):
+    main = load_tool_main("sliding_classify")
+    assert main(["recipe.yaml", "x.png", "--weights", "w.keras", "--output", str(tmp_path / "o"), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {expected}") and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
