@@ -156,21 +156,6 @@ def test_tiny_global_pooling_classifier_equals_crop_by_crop(pool, tail_softmax):
         assert converted.layers[-1].name == "gpool"
 
 
-def test_stride_half_map_equals_crop_by_crop():
-    model = tiny_vgg()
-    converted = to_fully_convolutional(model)
-    big = image((41, 45), seed=7)
-    assert sliding.network_stride(converted, 28) == (4, 4)
-    crops, (rows, cols) = crops_of(big, 28, 2)
-    scores = sliding.dense_scores(converted, big, window=28, stride=2)
-    assert scores.shape == (1, rows, cols, 10) == (1, 7, 9, 10)
-    np.testing.assert_allclose(scores[0], model.predict(crops, verbose=0).reshape(rows, cols, -1), atol=TOL)
-    # stride 1 needs 16 passes and still matches
-    crops, (rows, cols) = crops_of(big[:31, :33], 28, 1)
-    scores = sliding.dense_scores(converted, big[:31, :33], window=28, stride=1)
-    np.testing.assert_allclose(scores[0], model.predict(crops, verbose=0).reshape(rows, cols, -1), atol=TOL)
-
-
 def test_converted_model_round_trips_with_safe_mode(tmp_path):
     converted = to_fully_convolutional(tiny_vgg(padding="same"), conv_bands={"conv2": 3})
     path = tmp_path / "fc.keras"
@@ -227,42 +212,7 @@ def test_unknown_pooling_window_is_named():
         to_fully_convolutional(keras.Model(inputs, outputs))
 
 
-def test_bad_stride_and_small_image_are_explained():
-    converted = to_fully_convolutional(tiny_vgg())
-    with pytest.raises(ValueError, match="must divide the network stride"):
-        sliding.dense_scores(converted, image((40, 40)), window=28, stride=3)
-    with pytest.raises(ValueError, match="smaller than the 28x28 window"):
-        sliding.dense_scores(converted, image((20, 40)), window=28)
-    with pytest.raises(ValueError, match="scale 0.5"):
-        sliding.multiscale_scores(converted, image((40, 40)), window=28, scales=(1.0, 0.5))
-
-
 # --------------------------------------------------------------------------------- reductions, pictures
-
-
-def test_image_scores_mean_and_max_by_hand():
-    # two scales, probabilities given directly: scale 1 has two windows, scale 2 one
-    first = np.array([[[0.2, 0.8], [0.6, 0.4]]])  # (1, 2, 2)
-    second = np.array([[[0.9, 0.1]]])  # (1, 1, 2)
-    np.testing.assert_allclose(sliding.image_scores([first, second], "mean", from_logits=False),
-                               [(0.4 + 0.9) / 2, (0.6 + 0.1) / 2])
-    np.testing.assert_allclose(sliding.image_scores([first, second], "max", from_logits=False), [0.9, 0.8])
-    logits = np.log(np.array([[[1.0, 3.0]]]))  # softmax -> [0.25, 0.75]
-    np.testing.assert_allclose(sliding.image_scores([logits]), [0.25, 0.75], atol=1e-6)
-
-
-def test_top_k_orders_best_first():
-    assert sliding.top_k(np.array([0.1, 0.5, 0.2, 0.2]), 3, ["a", "b", "c", "d"]) == [
-        (1, "b", 0.5), (2, "c", 0.2), (3, "d", 0.2)]
-
-
-def test_class_heatmap_averages_covering_windows():
-    # 2 x 1 windows of 4 x 4 at stride 2 on a 6 x 4 image; rows 2-3 are covered by both
-    scores = np.array([[[0.0, 1.0]], [[0.0, 3.0]]])  # (2, 1, 2)
-    heat = sliding.class_heatmap(scores, 1, (6, 4), window=4, stride=2)
-    np.testing.assert_allclose(heat[:, 0], [1, 1, 2, 2, 3, 3])
-    overlay = sliding.overlay_heatmap(np.zeros((6, 4, 3), np.uint8), heat)
-    assert overlay.shape == (6, 4, 3) and overlay.dtype == np.uint8
 
 
 # ------------------------------------------------------------------------------------------------ VGG16
