@@ -48,3 +48,18 @@ def sliding_setup(tmp_path_factory):
     config["data"]["root"] = str(root / "no_dataset_here")
     recipe.write_text(yaml.safe_dump(config))
     return recipe, weights
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory):
+    """A tiny random FC-DenseNet (11 classes, CamVid's) saved as .keras, and a recipe for it (CamVid's class
+    names come from the source's describe(): no data needed)."""
+    from densevision.models.tiramisu import fc_densenet
+    from engine_utils import TINY_MODEL, write_recipe
+
+    folder = tmp_path_factory.mktemp("segmenter")
+    keras.utils.set_random_seed(0)
+    options = {key: value for key, value in TINY_MODEL.items() if key != "name"}
+    weights = folder / "tiny.keras"
+    fc_densenet(**options).save(weights)
+    return write_recipe(folder / "tiny.yaml", folder / "no_data_here"), weights

@@ -162,3 +162,16 @@ def test_plan_outputs_refuses_clashes_and_existing_files(tmp_path):
                               overwrite=True)
     plan.make_folders()
     assert (tmp_path / "new").is_dir() and plan.paths == [tmp_path / "results.json", tmp_path / "new" / "x.png"]
+
+
+@pytest.mark.usefixtures("private_cache")
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_proc_as_output_folder_says_no_file_can_be_created_there():
+    from densevision.errors import OutputError
+    from densevision.files import check_writable_dir
+
+    with pytest.raises(OutputError) as caught:
+        check_writable_dir("/proc", what="--output folder")
+    message = str(caught.value)
+    assert message.startswith("--output folder /proc is not writable: no file can be created there"), message
+    assert "no such file or directory" not in message

@@ -20,6 +20,7 @@ from densevision.errors import DensevisionError, UsageError
 from densevision.progress import PlainProgress, progress_bar
 from densevision.recipes import RecipeError, builtin_recipe_names, find_recipe, load_recipe
 from densevision.runs import CHECKPOINTS, RECIPE_FILE, resolve_model_source
+from image_utils import noise, write_image
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE_COMMANDS = ("train", "evaluate", "predict", "export", "video", "sliding", "summarize")
@@ -324,3 +325,58 @@ def test_train_takes_a_run_folders_recipe_and_no_progress(tmp_path, monkeypatch)
     assert seen["recipe"] == str(run / RECIPE_FILE) and seen["progress"] is False
     assert commands.main(["train", "tiramisu56_camvid"]) == 0
     assert seen["recipe"] == "tiramisu56_camvid" and seen["progress"] is True
+
+
+class _Stop(Exception):
+    """Raised by a stand-in for the first step after a tool has its recipe."""
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_every_set_value_wins_over_demo_in_every_tool(tmp_path, monkeypatch):
+    """``evaluate.py --demo --set data.root=OTHER`` scored the demo data: the demo data location was applied after
+    the --set values. Each tool is stopped right after it has its recipe, which is captured."""
+    import densevision.engine.evaluator as evaluator
+    import densevision.engine.trainer as trainer
+    import densevision.inference.predictor as predictor
+    import densevision.serving.export as serving_export
+    import densevision.inference.sliding as sliding
+    from densevision.engine.export import export_command
+    from densevision.engine.launch import run_training
+
+    seen = {}
+
+    def capture(name):
+        def stand_in(*args, **kwargs):
+            seen[name] = next(value for value in (*args, *kwargs.values()) if hasattr(value, "data"))
+            raise _Stop
+        return stand_in
+
+    other = tmp_path / "my_data"
+    pose, sliding_recipe = ROOT / "recipes" / "hourglass_lsp.yaml", ROOT / "recipes" / "vgg16_sliding.yaml"
+    override = [f"data.root={other}", "train.epochs=3"]
+    image = write_image(tmp_path / "in" / "a.png", noise(64, 64))
+    monkeypatch.setattr(trainer, "train", capture("train"))
+    monkeypatch.setattr(evaluator, "run_evaluation", capture("evaluate"))
+    monkeypatch.setattr(predictor, "load_for_prediction", capture("predict"))
+    monkeypatch.setattr(serving_export, "load_for_prediction", capture("export"))
+    monkeypatch.setattr(sliding, "load_classifier", capture("sliding_classify"))
+    runs = {
+        "train": lambda: run_training(str(pose), override, output=str(tmp_path / "runs"), demo=True),
+        "evaluate": lambda: evaluator.evaluate_command(str(pose), "w.keras", overrides=override, demo=True),
+        "predict": lambda: predictor.predict_command(str(pose), "w.keras", [str(image.parent)], str(tmp_path / "p"),
+                                                     demo=True, overrides=override, progress=False),
+        "export": lambda: export_command(str(pose), "w.keras", "keras", str(tmp_path / "e.keras"),
+                                         overrides=override, demo=True),
+        "sliding_classify": lambda: sliding.sliding_classify_command(
+            str(sliding_recipe), "w.keras", [str(image)], output=str(tmp_path / "s"), overrides=override, demo=True,
+            progress=False),
+    }
+    for tool, run in runs.items():
+        with pytest.raises(_Stop):
+            run()
+        recipe = seen[tool]
+        assert recipe.data.root == str(other), f"{tool}: --set data.root lost to --demo ({recipe.data.root})"
+        assert recipe.train.epochs == 3, tool  # a --set of a key the demo section sets
+    # the rest of --demo still applies: its generated data's dataset and joints, its small crops
+    assert seen["predict"].data.name == "coco_keypoints" and seen["predict"].model.kwargs()["num_joints"] == 17
+    assert seen["train"].data.kwargs()["input_size"] == [64, 64]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import numpy as np
 
 import densevision  # noqa: F401  (environment first)
 
@@ -83,3 +84,51 @@ def test_sliding_bad_numbers_are_one_line_errors(tmp_path, option, expected, cap
     err = capsys.readouterr().err
     assert err.startswith(f"error: {expected}") and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_sliding_skips_a_symlink_loop_like_predict_and_never_reads_its_outputs(tmp_path, sliding_setup, capsys):
+    """sliding_classify refused the whole folder for one symbolic-link loop (predict skips the entry); and with
+    --output inside the input folder a second run read the first run's heat maps."""
+    from densevision.inference.sliding import sliding_classify_command
+
+    recipe, weights = sliding_setup
+    images = tmp_path / "images"
+    write_image(images / "a.png", noise(40, 40))
+    (images / "loop").symlink_to(images, target_is_directory=True)
+    out = images / "out"
+
+    def run(**kwargs):
+        return sliding_classify_command(str(recipe), str(weights), [str(images)], output=str(out), progress=False,
+                                        **kwargs)
+
+    assert run() == 1  # one entry skipped, the rest done
+    assert f"warning: skipped {images / 'loop'}: symbolic link loop" in capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert [entry["relative"] for entry in results["images"]] == ["a.png"]
+    assert [failure["image"] for failure in results["failures"]] == [str(images / "loop")]
+    assert run(overwrite=True) == 1
+    results = json.loads((out / "results.json").read_text())
+    assert [entry["relative"] for entry in results["images"]] == ["a.png"], "the first run's heat map was read"
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_sliding_classify_tiles_large_images_by_default(tmp_path, sliding_setup, monkeypatch):
+    """sliding_classify scored a whole 4000x3000 photo in one pass (about 9 GB through VGG16): every forward pass
+    must now stay within the pixel budget."""
+    from densevision.inference import sliding
+
+    recipe, weights = sliding_setup
+    seen = []
+    real = sliding.dense_scores
+
+    def spy(fc_model, images, *args, **kwargs):
+        seen.append(np.asarray(images).shape[-3] * np.asarray(images).shape[-2])
+        return real(fc_model, images, *args, **kwargs)
+
+    monkeypatch.setattr(sliding, "dense_scores", spy)
+    write_image(tmp_path / "big.png", noise(160, 240))
+    assert sliding.sliding_classify_command(str(recipe), str(weights), [str(tmp_path / "big.png")],
+                                            output=str(tmp_path / "out"), progress=False,
+                                            max_pixels=100 * 100) == 0
+    assert seen and max(seen[1:]) <= 100 * 100, seen  # the first call is the whole image, handed to the tiles

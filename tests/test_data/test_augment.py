@@ -7,6 +7,8 @@ integers, so mirroring a width-W image maps x -> W - 1 - x.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -193,3 +195,20 @@ def test_keypoint_augmentation_is_seeded():
     np.testing.assert_array_equal(first["image"], again["image"])
     assert first["meta"] == again["meta"]
     assert len({augment(sample, seed)["meta"]["mirrored"] for seed in range(16)}) == 2
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_mirror_detection_raises_no_numpy_deprecation_and_swaps_joints():
+    """The mirror check used ``np.cross`` of 2-vectors, deprecated in NumPy 2 (a warning on every pose sample)."""
+    image = np.zeros((20, 30, 3), np.uint8)
+    sample = {"image": image, "keypoints": np.array([[3, 4, 2], [25, 10, 1]], np.float32)}
+    for transforms, mirrored in (([{"HorizontalFlip": {"p": 1.0}}], True), ([{"Transpose": {"p": 1.0}}], True),
+                                 ([{"Rotate": {"limit": [90, 90], "p": 1.0}}], False)):
+        augment = build_augmentation(transforms, target="keypoints", flip_pairs=[(0, 1)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            out = augment(sample, 0)
+        assert out["meta"]["mirrored"] is mirrored, transforms
+    # a horizontal flip by hand: x -> W - 1 - x, and the two joints trade slots
+    flipped = build_augmentation([{"HorizontalFlip": {"p": 1.0}}], target="keypoints", flip_pairs=[(0, 1)])(sample, 0)
+    np.testing.assert_allclose(flipped["keypoints"], [[30 - 1 - 25, 10, 1], [30 - 1 - 3, 4, 2]])

@@ -28,6 +28,7 @@ from densevision.data.skeletons import (
 )
 from densevision.data.topdown import box_to_center_scale
 from densevision.registry import DATASETS
+from image_utils import noise, write_image as write_rgb_image
 
 RNG = np.random.default_rng(7)
 
@@ -528,3 +529,24 @@ def test_a_pose_image_cut_short_after_its_header_is_named_at_open(tmp_path):
     victim.write_bytes(data[: len(data) // 2])
     with pytest.raises(DatasetError, match=rf"{victim.name}.*truncated"):
         CocoKeypoints(str(root), "val", input_size=[64, 64])
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_coco_annotation_without_a_keypoints_field_says_the_field_is_missing(tmp_path):
+    from densevision.data.coco_keypoints import CocoKeypoints
+    from densevision.data.errors import DatasetError
+    from densevision.data.skeletons import keypoint_info
+
+    write_rgb_image(tmp_path / "images" / "train" / "a.jpg", noise(40, 60))
+    joints = keypoint_info("coco")["joint_names"]
+    annotation = {"id": 7, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [10, 5, 20, 30],
+                  "area": 300.0, "num_keypoints": 1}  # no "keypoints"
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "person_keypoints_train.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 40, "width": 60}], "annotations": [annotation],
+        "categories": [{"id": 1, "name": "person", "keypoints": joints, "skeleton": []}]}))
+    with pytest.raises(DatasetError) as caught:
+        CocoKeypoints(str(tmp_path), "train")
+    message = str(caught.value)
+    assert "annotation 7 (no 'keypoints' field; expected 51 numbers = 17 x (x, y, v))" in message, message
+    assert "1 keypoint values" not in message

@@ -47,3 +47,23 @@ def test_truncated_keras_file_is_called_truncated_not_missing(tmp_path, tiny_ker
         load_classifier(None, str(cut))
     with pytest.raises(CheckpointError, match="does not exist"):
         checkpoints.check_keras_file(tmp_path / "gone.keras")
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_a_saved_lambda_layer_is_refused_naming_it(tmp_path):
+    """Keras' refusal names no layer; the message ended "may be corrupt or need a newer densevision"."""
+    from densevision.engine.checkpoints import CheckpointError, load_checkpoint
+
+    inner_input = keras.Input((None, None, 3))
+    inner = keras.Model(inner_input, keras.layers.Lambda(lambda x: x * 2.0, name="double")(inner_input), name="inner")
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inner(inputs)), name="outer")
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(ValueError, match="Lambda"):  # what Keras says, without the layer's name
+        keras.saving.load_model(path, safe_mode=True, compile=False)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "outer/inner/double (Lambda layer)" in message and "safe_mode=True" in message, message
+    assert "corrupt" not in message and "newer densevision" not in message

@@ -212,9 +212,6 @@ def test_unknown_pooling_window_is_named():
         to_fully_convolutional(keras.Model(inputs, outputs))
 
 
-# --------------------------------------------------------------------------------- reductions, pictures
-
-
 # ------------------------------------------------------------------------------------------------ VGG16
 
 

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 import densevision  # noqa: F401  (environment first)
+import keras
 
 from densevision.inference import sliding
 from densevision.inference.fully_convolutional import to_fully_convolutional
 
 from tests.test_inference.test_fully_convolutional import TOL, crops_of, image, tiny_vgg
+from image_utils import noise
 
 
 def test_stride_half_map_equals_crop_by_crop():
@@ -62,3 +64,30 @@ def test_class_heatmap_averages_covering_windows():
     np.testing.assert_allclose(heat[:, 0], [1, 1, 2, 2, 3, 3])
     overlay = sliding.overlay_heatmap(np.zeros((6, 4, 3), np.uint8), heat)
     assert overlay.shape == (6, 4, 3) and overlay.dtype == np.uint8
+
+
+@pytest.mark.usefixtures("private_cache")
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_tiled_sliding_scores_equal_one_pass(padding):
+    """Large images are scored in tiles (memory bounded by the tile): the same map as one pass, cell for cell."""
+    from densevision.inference.fully_convolutional import to_fully_convolutional
+    from densevision.inference.sliding import context_margin, dense_scores, map_size, network_stride, tiled_scores
+
+    keras.utils.set_random_seed(5)
+    classifier = keras.Sequential([
+        keras.Input((28, 28, 3)), keras.layers.Rescaling(1 / 255.0),
+        keras.layers.Conv2D(6, 3, padding=padding, activation="relu"), keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(6, 3, padding=padding, activation="relu"), keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(), keras.layers.Dense(4)])
+    fc = to_fully_convolutional(classifier)
+    assert network_stride(fc, 28) == (4, 4)
+    # receptive field 3 -> 4 (pool) -> 8 -> 10 pixels: half of it (4.5) rounded up to whole strides of 4
+    assert context_margin(fc, 28, 4) == (8, 8)
+    image = noise(102, 127)  # not a whole number of strides past the last window: a pass sees those pixels too
+    whole = dense_scores(fc, image, 28, 2, (4, 4))  # stride 2: four shifted passes
+    assert whole.shape == (1, *map_size((102, 127), 28, 2), 4) == (1, 38, 50, 4)
+    tiled = tiled_scores(fc, image, 28, 2, (4, 4), max_pixels=80 * 80)  # 4 x 5 tiles of 80x80 pixels at most
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-5)
+    if padding == "valid":  # the first window is the classifier on the top-left crop (an independent reference)
+        np.testing.assert_allclose(whole[0, 0, 0], classifier(image[None, :28, :28].astype(np.float32))[0],
+                                   rtol=1e-5, atol=1e-5)

@@ -395,3 +395,14 @@ def test_export_to_a_folder_that_is_a_file_is_one_error_line(tmp_path, segmenter
     (tmp_path / "blocker").write_text("a file")
     assert run_export(str(recipe), str(weights), "saved_model", str(tmp_path / "blocker" / "out")) == 2
     assert "blocker is a file, not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_export_refusal_speaks_in_flags_not_arguments(tmp_path):
+    from densevision.engine.export import ExportError, _prepare_output
+
+    existing = tmp_path / "model.keras"
+    existing.write_bytes(b"earlier")
+    with pytest.raises(ExportError) as caught:
+        _prepare_output(existing, "keras", False)
+    assert "pass --overwrite to replace it" in str(caught.value) and "overwrite=True" not in str(caught.value)
