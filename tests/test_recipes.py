@@ -8,6 +8,7 @@ import pytest
 
 import densevision
 from densevision import RecipeError, load_recipe
+from densevision.recipes import builtin_recipe_names, find_recipe
 from densevision.registry import MODELS, Registry, UnknownNameError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,3 +167,21 @@ def test_demo_schedule_never_hides_a_command_line_value():
     assert load_recipe(path, ["train.epochs=7"], demo=True).train.epochs == 7, "--set wins over demo"
     with pytest.raises(RecipeError, match="key 'train.epochs': Input should be greater than 0"):
         load_recipe(path, ["train.epochs=0"], demo=True)
+
+
+def test_builtin_recipe_by_name_is_the_file():
+    names = builtin_recipe_names()
+    assert names == sorted(path.stem for path in (ROOT / "recipes").glob("*.yaml"))
+    by_name = load_recipe("tiramisu56_camvid").to_dict()
+    by_path = load_recipe(ROOT / "recipes" / "tiramisu56_camvid.yaml").to_dict()
+    by_name.pop("source"), by_path.pop("source")
+    assert by_name == by_path
+    assert find_recipe("tiramisu56_camvid.yaml") == find_recipe("tiramisu56_camvid")
+
+
+def test_unknown_recipe_name_lists_the_builtins():
+    with pytest.raises(RecipeError) as info:
+        find_recipe("tiramisu56_camvd")
+    message = str(info.value)
+    assert "did you mean 'tiramisu56_camvid'?" in message and "hourglass_lsp" in message
+    assert find_recipe("some/where/missing.yaml") == Path("some/where/missing.yaml")  # a path stays a path

@@ -1,9 +1,10 @@
-"""The ``densevision`` command as a new user meets it: start-up without TensorFlow, built-in recipes by name, run
-folders in place of a recipe and --weights, one flag vocabulary, progress that suits the output, quiet start-up."""
+"""The ``densevision`` command (densevision/commands/__init__.py) as a new user meets it: start-up without
+TensorFlow, quiet start-up, one flag vocabulary, ``--set`` winning over ``--demo`` in every command. (Built-in
+recipes by name, run folders and progress are tested with their modules: tests/test_recipes.py, tests/test_runs.py,
+tests/test_progress.py.)"""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -11,16 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from densevision import commands
 from densevision.cli import EXIT_ERROR, run_tool
 from densevision.commands import options
 from densevision.errors import DensevisionError, UsageError
-from densevision.progress import PlainProgress, progress_bar
-from densevision.recipes import RecipeError, builtin_recipe_names, find_recipe, load_recipe
-from densevision.runs import CHECKPOINTS, RECIPE_FILE, resolve_model_source
+from densevision.runs import RECIPE_FILE
 from image_utils import noise, write_image
+from tests.test_runs import make_run
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE_COMMANDS = ("train", "evaluate", "predict", "export", "video", "sliding", "summarize")
@@ -124,67 +123,6 @@ def test_unknown_command_suggests_the_closest(capsys):
     assert "did you mean 'evaluate'?" in capsys.readouterr().err
 
 
-# ----------------------------------------------------------------------------------------------- recipes
-
-
-def test_builtin_recipe_by_name_is_the_file():
-    names = builtin_recipe_names()
-    assert names == sorted(path.stem for path in (ROOT / "recipes").glob("*.yaml"))
-    by_name = load_recipe("tiramisu56_camvid").to_dict()
-    by_path = load_recipe(ROOT / "recipes" / "tiramisu56_camvid.yaml").to_dict()
-    by_name.pop("source"), by_path.pop("source")
-    assert by_name == by_path
-    assert find_recipe("tiramisu56_camvid.yaml") == find_recipe("tiramisu56_camvid")
-
-
-def test_unknown_recipe_name_lists_the_builtins():
-    with pytest.raises(RecipeError) as info:
-        find_recipe("tiramisu56_camvd")
-    message = str(info.value)
-    assert "did you mean 'tiramisu56_camvid'?" in message and "hourglass_lsp" in message
-    assert find_recipe("some/where/missing.yaml") == Path("some/where/missing.yaml")  # a path stays a path
-
-
-# ------------------------------------------------------------------------------------------- run folders
-
-
-def make_run(tmp_path: Path, *checkpoints: str) -> Path:
-    run = tmp_path / "runs" / "tiny" / "20261204-000000"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / RECIPE_FILE).write_text("task: segmentation\n")
-    for name in checkpoints:
-        (run / CHECKPOINTS[name]).write_bytes(b"PK")
-    return run
-
-
-def test_run_folder_brings_its_recipe_and_best_checkpoint(tmp_path):
-    run = make_run(tmp_path, "best", "last")
-    source = resolve_model_source(str(run))
-    assert (source.recipe, source.weights, source.run_dir) == (str(run / RECIPE_FILE), str(run / CHECKPOINTS["best"]),
-                                                               run)
-    assert resolve_model_source(str(run), "last").weights == str(run / CHECKPOINTS["last"])
-    assert resolve_model_source(str(run), "other.keras").weights == "other.keras"
-    assert resolve_model_source("recipe.yaml", "w.keras").recipe == "recipe.yaml"
-
-
-@pytest.mark.parametrize("target, weights, demo, expected", [
-    ("run_last_only", None, False, "best.keras does not exist; --weights last picks"),
-    ("run_empty", None, False, "no epoch of this run finished yet"),
-    ("plain_folder", None, False, "is not a run folder"),
-    ("run_last_only", "last", True, "drop --demo"),
-    ("recipe.yaml", None, False, "--weights is required with a recipe"),
-    ("recipe.yaml", "best", False, "picks a checkpoint of a run folder"),
-])
-def test_run_folder_mistakes_are_one_clear_error(tmp_path, target, weights, demo, expected):
-    make_run(tmp_path / "run_last_only", "last")
-    make_run(tmp_path / "run_empty")
-    (tmp_path / "plain_folder").mkdir()
-    paths = {"run_last_only": tmp_path / "run_last_only/runs/tiny/20261204-000000",
-             "run_empty": tmp_path / "run_empty/runs/tiny/20261204-000000", "plain_folder": tmp_path / "plain_folder"}
-    with pytest.raises(UsageError, match=expected.replace("-", r"\-").replace(".", r"\.")):
-        resolve_model_source(str(paths.get(target, target)), weights, demo=demo)
-
-
 # ------------------------------------------------------------------------------------------- vocabulary
 
 
@@ -262,41 +200,6 @@ def test_former_runtime_errors_are_expected_errors(capsys):
 
 
 # --------------------------------------------------------------------------------------------- progress
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_redirected_progress_writes_plain_lines_every_n(monkeypatch):
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    log = io.StringIO()
-    bar = progress_bar(range(7), enabled=True, every=3, desc="predict", unit="image", file=log)
-    assert isinstance(bar, PlainProgress)
-    assert list(bar) == list(range(7))
-    lines = log.getvalue().splitlines()
-    assert "\r" not in log.getvalue()
-    assert [line.split(" (")[0] for line in lines] == ["predict: 3/7 image", "predict: 6/7 image", "predict: 7/7 image"]
-    quiet = io.StringIO()
-    for _ in progress_bar(range(5), every=0, file=quiet):  # the trainer's choice: its epoch line is the log
-        pass
-    assert quiet.getvalue() == ""
-
-
-def test_terminal_gets_a_bar_unless_tqdm_disable_or_no_progress(monkeypatch):
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    screen = Terminal()
-    for _ in progress_bar(range(3), file=screen, desc="epoch"):
-        pass
-    assert "\r" in screen.getvalue() and "3/3" in screen.getvalue()
-    for env, enabled in (("1", True), (None, False)):
-        if env:
-            monkeypatch.setenv("TQDM_DISABLE", env)
-        screen = Terminal()
-        for _ in progress_bar(range(3), file=screen, enabled=enabled, every=1):
-            pass
-        assert screen.getvalue() == "", (env, enabled)
 
 
 def test_video_command_takes_the_input_positionally(tmp_path, capsys):
