@@ -1,4 +1,5 @@
-"""densevision.cli: one error line and exit 2 for expected failures, a logged traceback for bugs, and every tool runs through the wrapper."""
+"""densevision.cli: one error line and exit 2 for expected failures, a logged traceback for bugs, and every tool
+runs through the wrapper."""
 
 from __future__ import annotations
 

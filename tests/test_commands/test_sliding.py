@@ -1,4 +1,5 @@
-"""densevision sliding (tools/sliding_classify.py): outputs named by extension, partial results kept, one-line errors."""
+"""densevision sliding (tools/sliding_classify.py): outputs named by extension, partial results kept, one-line
+errors."""
 
 from __future__ import annotations
 

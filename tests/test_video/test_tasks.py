@@ -29,7 +29,8 @@ from densevision.video.pipeline import run_pose_video, run_video
 from densevision.video.tasks import class_fractions, classification_video, segmentation_video
 from densevision.video.track import PoseFollower, Tracker, box_from_keypoints
 from densevision.visualization.segmentation import overlay
-from tests.test_video.test_pipeline import HEIGHT, WIDTH, damage_jpeg_frames, figure_boxes, figure_frame, read_back, write_clip
+from tests.test_video.test_pipeline import (HEIGHT, WIDTH, damage_jpeg_frames, figure_boxes, figure_frame, read_back,
+                                            write_clip)
 
 ROOT = Path(__file__).resolve().parents[2]
 
