@@ -18,8 +18,8 @@ PACKAGE = ROOT / "densevision"
 PROJECT_FOLDERS = {"benchmarks"}
 #: whole-program runs (install into a fresh environment, every tool end to end, every recipe trains): no one module
 WHOLE_PROGRAM = "e2e"
-#: top-level tests of the project as a whole rather than of one module
-WHOLE_PROJECT = {"architecture", "layout"}
+#: top-level tests of the project as a whole rather than of one module (moved_names: old import paths in every package)
+WHOLE_PROJECT = {"architecture", "layout", "moved_names"}
 
 
 def module_of(test_file: Path) -> Path | None:
