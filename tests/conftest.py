@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import densevision  # noqa: F401  (environment first)
+import densevision.data.image_folder as image_folder
 import keras
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -63,3 +64,10 @@ def segmenter(tmp_path_factory):
     weights = folder / "tiny.keras"
     fc_densenet(**options).save(weights)
     return write_recipe(folder / "tiny.yaml", folder / "no_data_here"), weights
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    image_folder.make_demo_image_folder(root, per_class={"train": 5, "val": 2}, num_scenes=2)
+    return root

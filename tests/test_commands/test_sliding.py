@@ -3,18 +3,25 @@ errors."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
-import pytest
+import cv2
 import numpy as np
+import pytest
 
 import densevision  # noqa: F401  (environment first)
+import densevision.data.image_folder as image_folder
+import keras
 
 from densevision import files
 from densevision.data import io
 
 from engine_utils import load_tool_main
 from image_utils import noise, truncate, write_image
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.usefixtures("private_cache")
@@ -133,3 +140,45 @@ def test_sliding_classify_tiles_large_images_by_default(tmp_path, sliding_setup,
                                             output=str(tmp_path / "out"), progress=False,
                                             max_pixels=100 * 100) == 0
     assert seen and max(seen[1:]) <= 100 * 100, seen  # the first call is the whole image, handed to the tiles
+
+
+def test_sliding_tool_scores_equal_crop_by_crop_mean(demo_root, tmp_path, capsys):
+    """The tool's image-level scores = mean softmax of the original model over the stride-s crops."""
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([  # valid convolutions: sliding is exact on crops; window 28, stride 4
+        keras.Input((28, 28, 3)), keras.layers.Rescaling(1 / 255.0),
+        keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(5),
+    ])
+    weights = tmp_path / "tiny.keras"
+    model.save(weights)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((ROOT / "recipes" / "resnet50_classify.yaml").read_text().replace(
+        "_base_: [_base_/default_runtime.yaml]", f"_base_: [{ROOT / 'recipes/_base_/default_runtime.yaml'}]"))
+    scene = sorted((demo_root / "scenes").glob("*.png"))[0]
+    spec = importlib.util.spec_from_file_location("sliding_classify", ROOT / "tools" / "sliding_classify.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "out"
+    code = tool.main([str(recipe), str(scene), "--weights", str(weights), "--stride", "2", "--class", "square",
+                      "--output", str(out), "--top-k", "3", "--no-progress", "--set", f"data.root={demo_root}"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    [entry] = results["images"]
+    image = cv2.cvtColor(cv2.imread(str(scene)), cv2.COLOR_BGR2RGB).astype("float32")  # 192 x 192
+    rows = (192 - 28) // 2 + 1
+    crops = np.stack([image[i * 2 : i * 2 + 28, j * 2 : j * 2 + 28] for i in range(rows) for j in range(rows)])
+    expected = keras.activations.softmax(model.predict(crops, verbose=0)).numpy().mean(0)
+    assert entry["maps"] == [[rows, rows]]
+    got = {item["class"]: item["score"] for item in entry["top_k"]}
+    names = sorted(image_folder.DEMO_CLASSES)
+    for name, score in got.items():
+        assert score == pytest.approx(expected[names.index(name)], abs=1e-5)
+    assert list(got) == [names[i] for i in np.argsort(-expected)[:3]]
+    assert (out / f"{scene.name}_square.png").is_file() and entry["heatmap_class"] == "square"
+    printed = capsys.readouterr().out
+    assert f"{scene}: {list(got)[0]} " in printed
+    # a bad class name is an error naming it, exit code 2
+    assert tool.main([str(recipe), str(scene), "--weights", str(weights), "--class", "sqare", "--no-progress",
+                      "--output", str(out), "--set", f"data.root={demo_root}"]) == 2

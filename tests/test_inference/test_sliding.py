@@ -12,8 +12,8 @@ import keras
 from densevision.inference import sliding
 from densevision.inference.fully_convolutional import to_fully_convolutional
 
-from tests.test_inference.test_fully_convolutional import TOL, crops_of, image, tiny_vgg
 from image_utils import noise
+from tests.test_inference.test_fully_convolutional import TOL, crops_of, image, tiny_vgg
 
 
 def test_stride_half_map_equals_crop_by_crop():

@@ -1,4 +1,5 @@
-"""Stacked hourglass (Newell et al. 2016), its residual module and the heatmap MSE loss.
+"""Stacked hourglass (Newell et al. 2016). (Its residual module and the heatmap MSE loss: tests/test_layers/
+test_residual.py, tests/test_tasks/test_pose_losses.py.)
 
 References independent of the code under test: the parameter counts of the original Torch code (3.43M, 6.57M,
 12.86M, 25.43M for 1, 2, 4, 8 stacks at 256 features, 16 joints) and an exact hand count from the Torch modules'
@@ -14,12 +15,10 @@ import densevision  # noqa: F401  (sets the Keras backend first)
 import keras
 import tensorflow as tf
 from densevision.analysis.layer_table import layer_table
-from densevision.layers.residual import residual
 from densevision.models import hourglass as hourglass_module
 from densevision.models.hourglass import stacked_hourglass
 from densevision.recipes import _signature_model
-from densevision.registry import LOSSES, MODELS
-from densevision.tasks import pose_losses
+from densevision.registry import MODELS
 from densevision.tasks.pose_losses import heatmap_mse
 
 RNG = np.random.default_rng(0)
@@ -31,29 +30,6 @@ def random_images(height: int, width: int, batch: int = 2) -> np.ndarray:
 
 def tiny_hourglass(**options) -> keras.Model:
     return stacked_hourglass(**{"num_stacks": 2, "num_features": 16, "num_joints": 3, **options})
-
-
-# ------------------------------------------------------------------------------------------ the residual module
-
-
-def test_residual_skip_is_identity_or_one_conv_and_params_match_torch():
-    inputs = keras.Input((8, 8, 32))
-    same = keras.Model(inputs, residual(inputs, 32, name="same"))
-    wider = keras.Model(inputs, residual(inputs, 64, name="wider"))
-    bn = lambda c: 2 * c  # noqa: E731  (Torch counts BN weight + bias)
-    conv = lambda k, cin, cout: k * k * cin * cout + cout  # noqa: E731
-    body = lambda cin, cout: bn(cin) + conv(1, cin, cout // 2) + bn(cout // 2) + conv(3, cout // 2, cout // 2) \
-        + bn(cout // 2) + conv(1, cout // 2, cout)  # noqa: E731
-    trainable = lambda m: sum(int(np.prod(w.shape)) for w in m.trainable_weights)  # noqa: E731
-    assert trainable(same) == body(32, 32)
-    assert trainable(wider) == body(32, 64) + conv(1, 32, 64)
-    assert "same_skip" not in [layer.name for layer in same.layers]
-    # with the main branch's last conv zeroed, the module is its skip: the identity when widths agree
-    same.get_layer("same_conv3").set_weights([np.zeros((1, 1, 16, 32), "float32"), np.zeros(32, "float32")])
-    x = RNG.normal(size=(2, 8, 8, 32)).astype("float32")
-    np.testing.assert_array_equal(same(x).numpy(), x)
-    with pytest.raises(ValueError, match="even"):
-        residual(inputs, 33, name="odd")
 
 
 # ------------------------------------------------------------------------------------------ shapes and dtypes
@@ -156,37 +132,6 @@ def test_zero_init_heads_give_exactly_zero_outputs_and_paper_init_does_not():
             assert not np.any(heatmaps.numpy())
     paper = tiny_hourglass(zero_init_heads=False, depth=3)
     assert all(np.abs(h.numpy()).max() > 0 for h in paper(images))
-
-
-# ------------------------------------------------------------------------------------------ loss
-
-
-def numpy_heatmap_mse(target, weight, outputs):
-    return sum(((weight[:, None, None, :] * (o - target) ** 2).reshape(len(o), -1)).mean(axis=1) for o in outputs)
-
-
-def test_heatmap_mse_matches_numpy_with_masked_joints():
-    target = RNG.uniform(size=(3, 8, 6, 4)).astype("float32")
-    weight = np.array([[1, 1, 0, 1], [0, 0, 0, 0], [1, 0.5, 1, 1]], "float32")
-    outputs = [RNG.uniform(size=target.shape).astype("float32") for _ in range(2)]
-    expected = numpy_heatmap_mse(target, weight, outputs)
-    np.testing.assert_allclose(heatmap_mse(target, weight, outputs).numpy(), expected, rtol=1e-6)
-    np.testing.assert_allclose(heatmap_mse(target, weight, outputs, "mean").numpy(), expected / 2, rtol=1e-6)
-    np.testing.assert_allclose(heatmap_mse(target, weight, outputs[0]).numpy(),
-                               numpy_heatmap_mse(target, weight, outputs[:1]), rtol=1e-6)
-    assert heatmap_mse(target, weight, outputs).numpy()[1] == 0.0  # every joint masked
-    # a masked joint's prediction changes nothing
-    moved = [o.copy() for o in outputs]
-    moved[0][0, :, :, 2] += 5.0
-    np.testing.assert_array_equal(heatmap_mse(target, weight, moved).numpy()[0],
-                                  heatmap_mse(target, weight, outputs).numpy()[0])
-    registered = LOSSES.get("heatmap_mse")(stack_reduction="mean")
-    np.testing.assert_allclose(registered(target, weight, outputs).numpy(), expected / 2, rtol=1e-6)
-    assert LOSSES.get("heatmap_mse") is pose_losses.heatmap_mse_loss
-    with pytest.raises(ValueError, match="output 0 has shape"):
-        heatmap_mse(target, weight, [target[:, :4]])
-    with pytest.raises(ValueError, match="stack_reduction"):
-        LOSSES.get("heatmap_mse")(stack_reduction="max")
 
 
 # ------------------------------------------------------------------------------------------ checkpoints, training

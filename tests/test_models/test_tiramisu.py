@@ -1,5 +1,5 @@
-"""Segmentation models: padding/cropping layers, FC-DenseNet (Jégou et al. 2017), the Tiramisu decoder on
-backbones and Yu & Koltun's dilated network with its context module.
+"""Segmentation models: FC-DenseNet (Jégou et al. 2017), the Tiramisu decoder on backbones and Yu & Koltun's
+dilated network (its padding layers and context module: tests/test_layers/test_padding.py, test_context.py).
 
 References are independent of the code under test: numpy padding, a hand count of FC-DenseNet parameters from
 block sizes, the paper's Table 2 channel counts, the context module's identity property (paper, Sec. 3) and a
@@ -13,11 +13,8 @@ import pytest
 
 import densevision  # noqa: F401  (sets the Keras backend first)
 import keras
-import tensorflow as tf
 from densevision.models import dilation as dilation_module
 from densevision.models import tiramisu as tiramisu_module
-from densevision.layers.context import ContextIdentity, context_module
-from densevision.layers.padding import CropLike, PadToMultiple
 from densevision.recipes import _signature_model
 from densevision.registry import MODELS
 
@@ -31,36 +28,6 @@ def random_images(height: int, width: int, batch: int = 1) -> np.ndarray:
 
 def tiny_fc_densenet(num_classes: int = 3) -> keras.Model:
     return tiramisu_module.fc_densenet(num_classes, blocks_down=[2, 2], bottleneck=2, growth_rate=4, first_filters=8)
-
-
-# ------------------------------------------------------------------------------------------ padding layers
-
-
-@pytest.mark.parametrize("height, width, multiple", [(36, 52, 32), (32, 64, 32), (7, 9, 8), (5, 5, 1)])
-def test_pad_to_multiple_matches_numpy_and_crop_undoes_it(height, width, multiple):
-    x = RNG.normal(size=(2, height, width, 3)).astype("float32")
-    padded = PadToMultiple(multiple)(x).numpy()
-    expected = np.pad(x, [(0, 0), (0, -height % multiple), (0, -width % multiple), (0, 0)])
-    np.testing.assert_array_equal(padded, expected)
-    np.testing.assert_array_equal(CropLike()([padded, x]).numpy(), x)
-
-
-def test_padding_layers_in_a_model_with_unknown_size_and_config_roundtrip():
-    inputs = keras.Input((None, None, 3))
-    outputs = CropLike()([PadToMultiple(16)(inputs), inputs])
-    model = keras.Model(inputs, outputs)
-    x = RNG.normal(size=(1, 20, 33, 3)).astype("float32")
-    np.testing.assert_array_equal(model(x).numpy(), x)
-    assert PadToMultiple.from_config(PadToMultiple(16).get_config()).multiple == 16
-    # inside a graph with unknown H, W the padding amounts are tensors
-    graph_pad = tf.function(PadToMultiple(16), input_signature=[tf.TensorSpec((None, None, None, 3))])
-    np.testing.assert_array_equal(graph_pad(x).numpy(), np.pad(x, [(0, 0), (0, 12), (0, 15), (0, 0)]))
-
-
-@pytest.mark.parametrize("bad", [0, -8, 2.5, "32", True])
-def test_pad_to_multiple_rejects_bad_multiple(bad):
-    with pytest.raises(ValueError, match="multiple must be a positive int"):
-        PadToMultiple(bad)
 
 
 # ------------------------------------------------------------------------------------------ FC-DenseNet
@@ -186,69 +153,6 @@ def test_save_and_load_roundtrip_gives_the_same_outputs(tmp_path):
     np.testing.assert_allclose(loaded.predict(image, verbose=0), model(image, training=False), rtol=1e-5, atol=1e-5)
 
 
-# ------------------------------------------------------------------------------------------ context module
-
-
-def context_model(num_classes: int, kind: str, relative_noise=None) -> keras.Model:
-    inputs = keras.Input((None, None, num_classes))
-    return keras.Model(inputs, context_module(inputs, num_classes, kind, relative_noise=relative_noise, seed=1))
-
-
-@pytest.mark.parametrize("kind, noise", [("basic", None), ("large", 0.0)])
-def test_fresh_context_module_passes_non_negative_maps_through(kind, noise):
-    maps = RNG.uniform(0, 4, (2, 24, 20, 3)).astype("float32")
-    model = context_model(3, kind, noise)
-    np.testing.assert_allclose(model(maps).numpy(), maps, rtol=1e-5, atol=1e-5)
-    # layers 1-7 are truncated (ReLU): negative scores come out as zero
-    signed = RNG.normal(size=(1, 16, 16, 3)).astype("float32")
-    np.testing.assert_allclose(model(signed).numpy(), np.maximum(signed, 0), rtol=1e-5, atol=1e-5)
-
-
-def test_large_context_module_noise_breaks_ties_but_stays_close_to_identity():
-    maps = RNG.uniform(0, 4, (1, 24, 20, 3)).astype("float32")
-    model = context_model(3, "large")
-    out = model(maps).numpy()
-    assert np.abs(out - maps).max() < 0.05 * maps.max()
-    second = model.get_layer("context_conv2").kernel.numpy()[1, 1]  # 2C -> 2C: two maps per class
-    assert not np.allclose(second[:, 0], second[:, 1])  # the two maps of class 0 differ
-
-
-def test_context_identity_matches_equation_5_by_hand():
-    # C = 2 classes, 4 input maps (2 per class), 6 output maps (3 per class): weight C / c_out = 1/3
-    kernel = ContextIdentity(2)((3, 3, 4, 6)).numpy()
-    centre = np.array(
-        [[1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1]], dtype="float32"
-    ) / 3
-    np.testing.assert_allclose(kernel[1, 1], centre)
-    kernel[1, 1] = 0
-    assert not kernel.any()
-    with pytest.raises(ValueError, match="must divide"):
-        ContextIdentity(4)((3, 3, 6, 8))
-
-
-@pytest.mark.parametrize("kind, widths", [("basic", [1] * 8), ("large", [2, 2, 4, 8, 16, 32, 32, 1])])
-def test_context_module_parameters_follow_table_1(kind, widths):
-    classes = 4
-    model = context_model(classes, kind)
-    channels = [classes] + [w * classes for w in widths]
-    kernels = [3] * 7 + [1]
-    expected = sum(k * k * a * b + b for k, a, b in zip(kernels, channels[:-1], channels[1:]))
-    assert model.count_params() == expected
-    if kind == "basic":  # the paper: "approximately 64 C^2 parameters" (plus 8 C biases)
-        assert expected == 64 * classes**2 + 8 * classes
-    dilations = [model.get_layer(f"context_conv{i}").dilation_rate[0] for i in range(1, 9)]
-    assert dilations == [1, 1, 2, 4, 8, 16, 1, 1]
-
-
-def test_context_module_survives_save_and_load(tmp_path):
-    model = context_model(2, "large")
-    model.save(tmp_path / "context.keras")
-    loaded = keras.saving.load_model(tmp_path / "context.keras", safe_mode=True)
-    maps = RNG.normal(size=(1, 8, 8, 2)).astype("float32")
-    np.testing.assert_allclose(loaded(maps), model(maps), rtol=1e-6, atol=1e-6)
-    assert isinstance(loaded.get_layer("context_conv3").kernel_initializer, ContextIdentity)
-
-
 # ------------------------------------------------------------------------------------------ backbone models
 
 
@@ -336,17 +240,3 @@ def test_builders_validate_recipe_options_from_their_signatures(name, options):
         schema(**{**options, "num_classes": "eleven"})
     with pytest.raises(Exception):
         schema(**options, unknown_key=1)
-
-
-def test_dynamic_upsampling_matches_keras_bilinear_and_traces_with_unknown_size():
-    import numpy as np
-    import tensorflow as tf
-
-    from densevision.layers.padding import DynamicUpSampling2D
-
-    x = np.random.default_rng(0).normal(size=(1, 5, 7, 3)).astype("float32")
-    reference = keras.layers.UpSampling2D(4, interpolation="bilinear")(x)
-    layer = DynamicUpSampling2D(4, interpolation="bilinear")
-    np.testing.assert_allclose(layer(x).numpy(), keras.ops.convert_to_numpy(reference), atol=1e-6)
-    traced = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
-    assert traced(x).shape == (1, 20, 28, 3)
