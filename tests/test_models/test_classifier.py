@@ -115,6 +115,7 @@ def test_classifier_converts_to_fully_convolutional():
     big = np.random.default_rng(2).uniform(0, 255, (1, 96, 128, 3)).astype("float32")
     scores = converted.predict(big, verbose=0)
     assert scores.shape == (1, 2, 3, 3)
-    # at the window size the converted model is the model (larger images: see test_convert.py)
+    # at the window size the converted model is the model (larger images: tests/test_inference/
+    # test_fully_convolutional.py)
     np.testing.assert_allclose(converted.predict(big[:, :64, :64], verbose=0)[0, 0, 0],
                                model.predict(big[:, :64, :64], verbose=0)[0], atol=1e-4)
