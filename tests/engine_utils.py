@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import importlib.util
 import socket
 import subprocess
 import sys
@@ -91,3 +92,11 @@ def only_run_dir(output: Path) -> Path:
     runs = [p for p in output.glob("*/*") if p.is_dir()]
     assert len(runs) == 1, f"expected one run folder under {output}, found {runs}"
     return runs[0]
+
+
+def load_tool_main(name: str):
+    """The ``main`` of tools/NAME.py (tools/ is not a package), to run a command in this process."""
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main

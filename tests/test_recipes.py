@@ -4,11 +4,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import densevision
 from densevision import RecipeError, load_recipe
+from densevision.engine.trainer import Trainer
+from densevision.recipes import builtin_recipe_names, find_recipe
 from densevision.registry import MODELS, Registry, UnknownNameError
+from engine_utils import make_street_data
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").glob("*.yaml"))
@@ -140,3 +144,77 @@ def test_misspelt_augmentation_fails_at_load_time(base_recipe):
     with pytest.raises(RecipeError) as err:
         load_recipe(base_recipe, ["augmentation.train=[{HorizontalFlp: {p: 0.5}}]"])
     assert "augmentation.train" in str(err.value) and "HorizontalFlip" in str(err.value)
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_set_with_broken_yaml_names_the_override():
+    with pytest.raises(RecipeError, match=r"--set 'optimizer.lr=\[1,': the value '\[1,' is not valid YAML"):
+        load_recipe(ROOT / "recipes" / "vgg16_sliding.yaml", ["optimizer.lr=[1,"])
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_missing_interpolation_names_the_key(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"_base_: {ROOT / 'recipes' / 'vgg16_sliding.yaml'}\ndata:\n  root: ${{paths.data}}\n")
+    with pytest.raises(RecipeError, match=r"r.yaml: key 'data.root': cannot resolve an interpolation: "
+                                          r"Interpolation key 'paths.data' not found"):
+        load_recipe(recipe)
+    with pytest.raises(RecipeError, match="--set: key 'train.epochs': cannot resolve"):
+        load_recipe(ROOT / "recipes" / "vgg16_sliding.yaml", ["train.epochs=${nope}"])
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_demo_schedule_never_hides_a_command_line_value():
+    path = ROOT / "recipes" / "vgg16_sliding.yaml"
+    assert load_recipe(path, demo=True).train.epochs == 2
+    assert load_recipe(path, ["train.epochs=7"], demo=True).train.epochs == 7, "--set wins over demo"
+    with pytest.raises(RecipeError, match="key 'train.epochs': Input should be greater than 0"):
+        load_recipe(path, ["train.epochs=0"], demo=True)
+
+
+def test_builtin_recipe_by_name_is_the_file():
+    names = builtin_recipe_names()
+    assert names == sorted(path.stem for path in (ROOT / "recipes").glob("*.yaml"))
+    by_name = load_recipe("tiramisu56_camvid").to_dict()
+    by_path = load_recipe(ROOT / "recipes" / "tiramisu56_camvid.yaml").to_dict()
+    by_name.pop("source"), by_path.pop("source")
+    assert by_name == by_path
+    assert find_recipe("tiramisu56_camvid.yaml") == find_recipe("tiramisu56_camvid")
+
+
+def test_unknown_recipe_name_lists_the_builtins():
+    with pytest.raises(RecipeError) as info:
+        find_recipe("tiramisu56_camvd")
+    message = str(info.value)
+    assert "did you mean 'tiramisu56_camvid'?" in message and "hourglass_lsp" in message
+    assert find_recipe("some/where/missing.yaml") == Path("some/where/missing.yaml")  # a path stays a path
+
+
+# ------------------------------------------------------------------------------- the calibrated fast recipe
+
+FAST, PAPER = ROOT / "recipes" / "tiramisu56_camvid_fast.yaml", ROOT / "recipes" / "tiramisu56_camvid.yaml"
+
+
+def test_fast_recipe_is_the_paper_recipe_with_adam_and_precise_bn():
+    fast, paper = densevision.load_recipe(FAST).to_dict(), densevision.load_recipe(PAPER).to_dict()
+    changed = {(section, key) for section in paper for key in set(paper[section] or {}) | set(fast[section] or {})
+               if isinstance(paper[section], dict) and paper[section].get(key) != fast[section].get(key)}
+    assert changed == {("optimizer", "name"), ("train", "precise_bn_batches")}
+    assert (fast["optimizer"]["name"], fast["optimizer"]["lr"]) == ("adam", 1e-3)
+    assert fast["model"] == paper["model"] and fast["augmentation"] == paper["augmentation"]
+
+
+def test_fast_recipe_trains_two_steps(tmp_path):
+    data = make_street_data(tmp_path / "streets")
+    recipe = densevision.load_recipe(FAST, [
+        f"data.root={data}", "data.batch_size=2", "data.num_parallel_calls=1", "train.epochs=1",
+        "train.steps_per_epoch=2", "train.precise_bn_batches=2", "train.pictures_every=0",
+        "augmentation.train=[{RandomCrop: {height: 32, width: 32}}]", "tracking.wandb.mode=disabled",
+        "tracking.tensorboard=false", "distribute.strategy=default"])
+    trainer = Trainer(recipe, output_dir=str(tmp_path / "runs"), progress=False)
+    result = trainer.fit()
+    assert int(trainer.optimizer.iterations) == 2
+    assert type(trainer.optimizer).__name__ in ("Adam", "AdamW")
+    row = result.history[-1]
+    assert np.isfinite(row["loss"]) and 0.0 <= row["val_miou"] <= 1.0
+    assert (Path(result.run_dir) / "checkpoints" / "last.keras").is_file()
