@@ -30,14 +30,12 @@ def test_old_names_are_the_new_objects():
     from densevision.commands import video as video_command_line
     from densevision.engine import checkpoints
     from densevision.inference import dense
-    from densevision.registry import load_builtin_parts
     from densevision.video import cli, command, defaults
 
     assert dense.dense_scores is dense.pixel_scores
     assert cli.video_command is command.video_command and cli.pose_video_command is command.pose_video_command
     assert video_command_line.DEFAULT_DET_EVERY == defaults.DEFAULT_DET_EVERY == 10
     assert checkpoints.CheckpointError is CheckpointError
-    assert checkpoints.register_custom_objects is load_builtin_parts
 
 
 def test_to_probabilities_is_a_softmax():

@@ -218,8 +218,6 @@ def _saved_unsafe_parts(path: Path) -> list[str]:
 CHECKPOINT_SUFFIXES = (".keras", ".weights.h5")
 
 
-register_custom_objects = load_builtin_parts
-"""The old name: importing the modules whose layers a saved model may use (``load_model(safe_mode=True)``)."""
 
 
 def load_checkpoint(path: str | os.PathLike, recipe=None, model: keras.Model | None = None) -> keras.Model:

@@ -16,6 +16,7 @@ import keras
 from densevision.data.errors import ImageReadError
 from densevision.data.io import IMAGE_EXTENSIONS, list_images as find_images, read_image
 from densevision.serving.base import ExportError, model_input_size
+from densevision.sizes import resize
 
 #: fewest readable calibration images an int8 export accepts: the parity check compares 4 of them, and quantisation
 #: ranges from fewer would be guesses
@@ -45,9 +46,7 @@ def read_resized_array(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """A uint8 ``(H, W, 3)`` array resized to ``size = (H, W)`` (unchanged if it already has that size)."""
     if tuple(image.shape[:2]) == tuple(size):
         return image
-    shrink = size[0] * size[1] < image.shape[0] * image.shape[1]
-    return cv2.resize(image, (int(size[1]), int(size[0])),
-                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return resize(image, size)
 
 
 def calibration_paths(directory: str | os.PathLike, limit: int = 100, exclude: Sequence[str | os.PathLike] = ()

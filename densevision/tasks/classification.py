@@ -22,6 +22,7 @@ from densevision.data.augment import build_augmentation
 from densevision.data.image_folder import DEMO_CLASSES, make_demo_image_folder
 from densevision.files import write_png, write_text
 from densevision.registry import LOSSES, TASKS
+from densevision.sizes import resize
 from densevision.tasks.base import Forward, Task, final_output, to_uint8
 from densevision.visualization.segmentation import save_confusion_matrix_png
 
@@ -221,9 +222,7 @@ class ClassificationTask(Task):
         ``{"label": int, "probabilities": (K,) float64}``."""
         shape = (self.recipe.model.kwargs().get("input_shape") if self.recipe is not None else None) or ()
         if len(shape) >= 2 and shape[0] and shape[1] and tuple(image.shape[:2]) != (shape[0], shape[1]):
-            shrinking = shape[0] * shape[1] < image.shape[0] * image.shape[1]
-            image = cv2.resize(image, (int(shape[1]), int(shape[0])),
-                               interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            image = resize(image, shape[:2])
         return self.decode(forward(image[None].astype(np.float32)))[0]
 
     def top_k(self, answer: dict[str, Any], k: int = 5) -> list[dict[str, Any]]:
