@@ -43,8 +43,10 @@ def make_estimator(recipe, weights: str, flip_test: bool = False, batch_size: in
     the code batch prediction uses too)."""
     if recipe.task != "pose":
         raise VideoError(f"recipe {recipe.name!r} is a {recipe.task} recipe; pose estimation needs a pose recipe")
-    task, forward = _task_and_forward(recipe, weights, flip_test)
+    return _estimator(*_task_and_forward(recipe, weights, flip_test), batch_size)
 
+
+def _estimator(task, forward, batch_size: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     def estimate(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         return task.estimate_people(forward, frame, boxes, batch_size=batch_size)
 
@@ -137,8 +139,9 @@ def _run_pose(args, recipe, frames, writer) -> dict:
               file=sys.stderr)
         info, estimate = STICK_FIGURE_INFO, stick_figure_estimator
     else:
-        estimate = make_estimator(recipe, args.weights, flip_test=args.flip_test, batch_size=args.batch_size)
-        info = pose_dataset_info(recipe)
+        # one task for both: its dataset info (skeleton, colours, OKS sigmas) is read once
+        task, forward = _task_and_forward(recipe, args.weights, args.flip_test)
+        estimate, info = _estimator(task, forward, args.batch_size), task.info
     find_people, det_every = _person_finder(args, frames)
     tracker = None if args.track == "none" else Tracker(match=args.track, sigmas=info.get("sigmas"),
                                                         keypoint_threshold=args.kpt_thr)
