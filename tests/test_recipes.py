@@ -218,3 +218,16 @@ def test_fast_recipe_trains_two_steps(tmp_path):
     row = result.history[-1]
     assert np.isfinite(row["loss"]) and 0.0 <= row["val_miou"] <= 1.0
     assert (Path(result.run_dir) / "checkpoints" / "last.keras").is_file()
+
+
+# -------------------------------------------------------------------- the LSP recipe's CPU schedule
+
+def test_lsp_cpu_recipe_changes_only_the_schedule():
+    cpu = densevision.load_recipe(ROOT / "recipes" / "hourglass_lsp_cpu.yaml").to_dict()
+    shipped = densevision.load_recipe(ROOT / "recipes" / "hourglass_lsp.yaml").to_dict()
+    changed = {(section, key) for section in shipped for key in set(shipped[section] or {}) | set(cpu[section] or {})
+               if isinstance(shipped[section], dict) and shipped[section].get(key) != cpu[section].get(key)}
+    assert changed == {("data", "input_size"), ("optimizer", "schedule"), ("train", "epochs"),
+                       ("train", "steps_per_epoch"), ("train", "val_every"), ("demo", "train.val_every")}
+    assert cpu["train"]["epochs"] * cpu["train"]["steps_per_epoch"] == 4800
+    assert cpu["optimizer"]["schedule"]["name"] == "cosine" and cpu["model"] == shipped["model"]
