@@ -1,9 +1,11 @@
 """What ``densevision video`` (and ``tools/video.py``, ``tools/pose_video.py``) does: check every input and output up
-front, build the task's pieces, run the loop. (Formerly ``densevision/video/cli.py``, an alias kept.)
+front, build the task's pieces (a classifier with a fully connected head: the sliding heat map unless
+``--no-sliding``), run the loop. (Formerly ``densevision/video/cli.py``, an alias kept.)
 
 :func:`video_command` raises a :class:`~densevision.errors.DensevisionError` for an input or option that cannot be
 used (unreadable video, camera that cannot open, empty folder, bad boxes file, existing or unwritable output or
-JSON, no HOG in this OpenCV, detector preset not available), before any frame is written; the front door
+JSON, no HOG in this OpenCV, detector preset not available, a ``--stride`` or ``--class`` the classifier cannot
+use, a task's options on another task's recipe), before any frame is written; the front door
 (:func:`densevision.cli.run_tool`) turns it into one ``error: ...`` line and exit 2, and Ctrl-C into exit 130
 (nothing written: the writer is atomic). Corrupt frames are reported in the summary, not failures.
 """
