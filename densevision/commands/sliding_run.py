@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import keras
-import tensorflow as tf
 from tqdm import tqdm
 
 from densevision.data.errors import ImageReadError
@@ -25,9 +24,10 @@ from densevision.engine.demo import load_tool_recipe
 from densevision.errors import OutputError, UsageError
 from densevision.files import check_writable_dir, plan_outputs, write_json, write_npz, write_png
 from densevision.inference import sliding
-from densevision.inference.fully_convolutional import to_fully_convolutional
+from densevision.inference.fully_convolutional import ConversionError
+from densevision.inference.sliding import resolve_class  # kept importable from here
 from densevision.progress import progress_bar
-from densevision.registry import DATASETS, did_you_mean
+from densevision.registry import DATASETS
 from densevision.visualization.segmentation import side_by_side
 
 
@@ -65,22 +65,6 @@ def recipe_class_names(recipe, num_classes: int) -> list[str]:
         print(f"note: class names unavailable ({type(error).__name__}: {str(error).splitlines()[0]}); "
               "showing class indices")
     return [str(i) for i in range(num_classes)]
-
-
-def resolve_class(choice: Optional[str], class_names: Sequence[str]) -> Optional[int]:
-    """``--class``: a class name or an index -> index; ``None`` stays ``None`` (each image's top-1).
-
-    Raises:
-        UsageError: neither a class name nor an index in range (with a did-you-mean suggestion).
-    """
-    if choice is None:
-        return None
-    if choice in class_names:
-        return list(class_names).index(choice)
-    if str(choice).lstrip("-").isdigit() and 0 <= int(choice) < len(class_names):
-        return int(choice)
-    raise UsageError(f"--class {choice!r}: not a class name or index 0..{len(class_names) - 1}"
-                     f"{did_you_mean(choice, class_names)}")
 
 
 def check_options(k: int, scales: Sequence[float], stride: Optional[int], reduce: str) -> None:
@@ -196,19 +180,11 @@ def sliding_classify_command(
     recipe = load_tool_recipe(recipe_path, list(overrides), demo=demo)
     files, skipped = expand_inputs(inputs, exclude=[output])
     model = load_classifier(recipe, weights)
-    window = tuple(model.inputs[0].shape[1:3])
-    if None in window:
-        raise CheckpointError(f"--weights {weights}: the model's input size is {window}; sliding needs the fixed "
-                              f"size it was trained at (a classifier with input_shape set)")
-    if conv_bands == "auto-cpu":  # strips help oneDNN on CPU only
-        conv_bands = None if tf.config.list_physical_devices("GPU") else "auto"
-    fc_model = to_fully_convolutional(model, conv_bands=conv_bands)
-    net_stride = sliding.network_stride(fc_model, window)
-    stride = net_stride[0] if stride is None else int(stride)
-    if net_stride[0] % stride or net_stride[1] % stride:
-        divisors = [d for d in range(net_stride[0], 0, -1) if net_stride[0] % d == 0][:4]
-        raise UsageError(f"--stride {stride}: must divide the network stride {net_stride[0]} "
-                         f"(e.g. {', '.join(map(str, divisors))})")
+    try:
+        fc_model, window, net_stride = sliding.sliding_classifier(model, conv_bands=conv_bands)
+    except ConversionError as error:
+        raise CheckpointError(f"--weights {weights}: {error}") from None
+    stride = sliding.check_stride(stride, net_stride)
     class_names = recipe_class_names(recipe, int(fc_model.outputs[0].shape[-1]))
     chosen = resolve_class(class_choice, class_names)
     out_dir = Path(output)

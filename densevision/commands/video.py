@@ -3,7 +3,9 @@
     densevision video RECIPE INPUT --weights CKPT --output OUT.mp4 [--json OUT.json] [task options]
 
 The recipe's task decides what is drawn: segmentation the colour mask (``--opacity``, a legend of the classes
-present), classification the top-k labels (``--top-k``), pose the skeletons of the people found by OpenCV's HOG
+present), classification the top-k labels (``--top-k``; a classifier with a fully connected head, as the sliding
+recipes, is slid over the whole frame and draws the class-score heat map of its top-1 class or ``--class``,
+``--stride``; ``--no-sliding`` turns that off), pose the skeletons of the people found by OpenCV's HOG
 detector every ``--det-every`` frames and followed by their own keypoints in between (or read from ``--boxes``,
 or ``--single``: the whole frame is one person). The output keeps the input's frame size, rate and count (H.264
 in .mp4 when imageio-ffmpeg is installed, mp4v otherwise; MJPG in .avi); a corrupt frame is replaced by the
@@ -55,10 +57,21 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
                         help="override recipe keys")
 
     segmentation = parser.add_argument_group("segmentation")
-    segmentation.add_argument("--opacity", type=float, default=0.5, help="weight of the class colours (0.5)")
+    segmentation.add_argument("--opacity", type=float, default=0.5,
+                              help="weight of the class colours (sliding classification: of the heat map) (0.5)")
     segmentation.add_argument("--no-legend", action="store_true", help="no legend of the classes present")
     classification = parser.add_argument_group("classification")
     classification.add_argument("--top-k", type=int, default=3, help="classes listed per frame (3)")
+    classification.add_argument("--sliding", action=argparse.BooleanOptionalAction, default=None,
+                                help="slide the classifier over the whole frame and draw the class-score heat map "
+                                     "of the top-1 class (the default for a fully connected head, model.head: fc); "
+                                     "--no-sliding: the top-k of the frame resized to the model's input")
+    classification.add_argument("--stride", type=int, metavar="N",
+                                help="sliding stride in pixels, a divisor of the network stride (default: the "
+                                     "network stride, one pass per frame)")
+    classification.add_argument("--class", dest="heatmap_class", metavar="NAME",
+                                help="sliding: draw the heat map of this class (a name or an index) in every frame "
+                                     "(default: each frame's top-1)")
 
     pose = parser.add_argument_group("pose")
     finder = pose.add_mutually_exclusive_group()

@@ -27,6 +27,9 @@ import tensorflow as tf
 from scipy.special import softmax
 
 from densevision.analysis.layer_table import layer_table
+from densevision.errors import UsageError
+from densevision.inference.fully_convolutional import ConversionError, to_fully_convolutional
+from densevision.registry import did_you_mean
 from densevision.sizes import as_pair, rescale, scaled_size
 
 _FORWARD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -82,6 +85,65 @@ def network_stride(fc_model: keras.Model, window) -> tuple[int, int]:
             raise ValueError(f"cannot infer the network stride: {probe} more pixels gave {extra - 1} more cells")
         strides.append(int(step))
     return strides[0], strides[1]
+
+
+def sliding_classifier(model: keras.Model, conv_bands: Optional[dict[str, int] | str] = "auto-cpu"
+                       ) -> tuple[keras.Model, tuple[int, int], tuple[int, int]]:
+    """A trained classifier made ready to slide: ``(fc_model, window, net_stride)``.
+
+    Args:
+        model: a classifier with a fixed input size ``(B, S_h, S_w, 3)`` (``model.input_shape`` set).
+        conv_bands: as :func:`~densevision.inference.fully_convolutional.to_fully_convolutional`; ``"auto-cpu"``:
+            ``"auto"`` when TensorFlow sees no GPU (row strips help oneDNN on CPU only), else ``None``.
+
+    Returns:
+        the fully convolutional model, the window ``(S_h, S_w)`` and the network stride ``(T_h, T_w)``.
+
+    Raises:
+        ConversionError: the model has no fixed input size, or a layer has no convolutional form.
+    """
+    window = tuple(model.inputs[0].shape[1:3]) if getattr(model, "inputs", None) else (None, None)
+    if None in window or len(window) != 2:
+        raise ConversionError(f"model {model.name!r} takes inputs of size {window}; sliding needs the fixed size it "
+                              f"was trained at (a classifier with input_shape set)")
+    if conv_bands == "auto-cpu":
+        conv_bands = None if tf.config.list_physical_devices("GPU") else "auto"
+    fc_model = to_fully_convolutional(model, conv_bands=conv_bands)
+    return fc_model, (int(window[0]), int(window[1])), network_stride(fc_model, window)
+
+
+def check_stride(stride: Optional[int], net_stride) -> int:
+    """``--stride``: ``None`` -> the network stride ``T`` (rows); else ``stride`` if it divides ``T``.
+
+    Raises:
+        UsageError: a stride below 1 or one that does not divide the network stride (the valid ones listed).
+    """
+    net_stride = as_pair(net_stride, "net_stride")
+    if stride is None:
+        return net_stride[0]
+    stride = int(stride)
+    if stride < 1 or net_stride[0] % stride or net_stride[1] % stride:
+        common = [d for d in range(min(net_stride), 0, -1) if net_stride[0] % d == 0 and net_stride[1] % d == 0]
+        raise UsageError(f"--stride {stride}: must divide the network stride {net_stride[0]} (valid: "
+                         f"{', '.join(map(str, common))})")
+    return stride
+
+
+def resolve_class(choice: Optional[str], class_names: Sequence[str]) -> Optional[int]:
+    """``--class``: a class name or an index -> index; ``None`` stays ``None`` (each image's top-1).
+
+    Raises:
+        UsageError: neither a class name nor an index in range (with a did-you-mean suggestion).
+    """
+    if choice is None:
+        return None
+    if choice in class_names:
+        return list(class_names).index(choice)
+    if str(choice).lstrip("-").isdigit() and 0 <= int(choice) < len(class_names):
+        return int(choice)
+    shown = ", ".join(map(str, class_names[:20])) + (" ..." if len(class_names) > 20 else "")
+    raise UsageError(f"--class {choice!r}: not a class name or index 0..{len(class_names) - 1}"
+                     f"{did_you_mean(choice, class_names)}; the classes: {shown}")
 
 
 def map_size(image_size, window, stride) -> tuple[int, int]:
@@ -338,7 +400,7 @@ that was called ``dense_scores``)."""
 
 # The command around these functions moved to densevision.commands.sliding_run (commands import the library, never
 # the reverse). Its names still resolve here, on first use, for code that imported them from this module.
-_MOVED_TO_COMMAND = ("expand_inputs", "load_classifier", "recipe_class_names", "resolve_class", "check_options",
+_MOVED_TO_COMMAND = ("expand_inputs", "load_classifier", "recipe_class_names", "check_options",
                      "plan_sliding_outputs", "sliding_classify_command")
 
 

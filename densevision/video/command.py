@@ -1,9 +1,11 @@
 """What ``densevision video`` (and ``tools/video.py``, ``tools/pose_video.py``) does: check every input and output up
-front, build the task's pieces, run the loop. (Formerly ``densevision/video/cli.py``, an alias kept.)
+front, build the task's pieces (a classifier with a fully connected head: the sliding heat map unless
+``--no-sliding``), run the loop. (Formerly ``densevision/video/cli.py``, an alias kept.)
 
 :func:`video_command` raises a :class:`~densevision.errors.DensevisionError` for an input or option that cannot be
 used (unreadable video, camera that cannot open, empty folder, bad boxes file, existing or unwritable output or
-JSON, no HOG in this OpenCV, detector preset not available), before any frame is written; the front door
+JSON, no HOG in this OpenCV, detector preset not available, a ``--stride`` or ``--class`` the classifier cannot
+use, a task's options on another task's recipe), before any frame is written; the front door
 (:func:`densevision.cli.run_tool`) turns it into one ``error: ...`` line and exit 2, and Ctrl-C into exit 130
 (nothing written: the writer is atomic). Corrupt frames are reported in the summary, not failures.
 """
@@ -22,8 +24,11 @@ from densevision.cli import run_tool
 from densevision.data.boxes import load_boxes_file
 from densevision.engine.checkpoints import load_for_prediction, prediction_info
 from densevision.engine.demo import load_tool_recipe
+from densevision.inference.fully_convolutional import ConversionError
 from densevision.inference.predictor import PredictOptions, make_forward
+from densevision.inference.sliding import DEFAULT_MAX_PIXELS, check_stride, resolve_class, sliding_classifier
 from densevision.files import check_writable_file
+from densevision.models.classifier import head_for
 from densevision.runs import is_run_dir, resolve_model_source
 from densevision.video.defaults import DEFAULT_DET_EVERY
 from densevision.video.demo import STICK_FIGURE_INFO, stick_figure_estimator
@@ -31,7 +36,7 @@ from densevision.video.detect import boxes_from_table, frames_beyond, make_perso
 from densevision.video.io import VideoError, VideoWriter, check_output_path, open_frames
 from densevision.video.overlay import make_drawer
 from densevision.video.pipeline import format_summary, run_pose_video, run_video
-from densevision.video.tasks import classification_video, segmentation_video
+from densevision.video.tasks import classification_video, segmentation_video, sliding_video
 from densevision.video.track import KeypointSmoother, Tracker
 
 
@@ -153,26 +158,75 @@ def _run_pose(args, recipe, frames, writer) -> dict:
                           det_every=det_every, keypoint_threshold=args.kpt_thr)
 
 
-def _run_dense(args, recipe, frames, writer) -> dict:
-    """Segmentation or classification: one forward pass per frame (the task's own prediction code)."""
+def _dense_pieces(args, recipe) -> tuple:
+    """``(stages, draw, record)`` of a segmentation or classification recipe (:mod:`densevision.video.tasks`): the
+    checkpoint loaded and every model-dependent option (``--stride``, ``--class``) checked, before a frame is read."""
+    if recipe.task not in ("segmentation", "classification"):
+        raise VideoError(f"recipe {recipe.name!r}: no video drawing for task {recipe.task!r} (segmentation, "
+                         f"classification and pose have one)")
+    if recipe.task == "classification" and _slides(args, recipe):
+        return _sliding_pieces(args, recipe)
     task, forward = _task_and_forward(recipe, args.weights, args.flip_test)
     options = PredictOptions(flip=args.flip_test, top_k=args.top_k)
     if recipe.task == "segmentation":
-        stages, draw, record = segmentation_video(task, forward, options, opacity=args.opacity,
-                                                  legend=not args.no_legend)
-    elif recipe.task == "classification":
-        stages, draw, record = classification_video(task, forward, options)
-    else:
-        raise VideoError(f"recipe {recipe.name!r}: no video drawing for task {recipe.task!r} (segmentation, "
-                         f"classification and pose have one)")
-    return run_video(frames, writer, stages, draw, record, json_path=args.json, task=recipe.task,
-                     progress=not args.no_progress, show_fps=args.fps_text)
+        return segmentation_video(task, forward, options, opacity=args.opacity, legend=not args.no_legend)
+    return classification_video(task, forward, options)
+
+
+def _fc_head(recipe) -> bool:
+    """Whether the recipe's classifier ends in fully connected layers (``model.head: fc``, or ``auto`` on a VGG):
+    the sliding recipes, whose video is the class-score heat map by default."""
+    options = recipe.model.kwargs()
+    head = options.get("head", "auto")
+    if head == "auto" and recipe.model.name == "classifier":
+        try:
+            head = head_for(str(options.get("backbone", "vgg16")))
+        except ValueError:  # a backbone without a default head: not a sliding recipe
+            return False
+    return head == "fc"
+
+
+def _slides(args, recipe) -> bool:
+    """``--sliding``/``--no-sliding``, else the head's default; ``--stride``/``--class`` without sliding refused."""
+    slides = _fc_head(recipe) if args.sliding is None else args.sliding
+    given = _sliding_only_options(args)
+    if not slides and given:
+        why = ("--no-sliding turns it off" if args.sliding is False else
+               f"recipe {recipe.name!r}'s classifier has no fully connected head; add --sliding to slide it")
+        raise VideoError(f"{', '.join(given)}: options of the sliding heat map, but {why}")
+    if slides and args.flip_test:
+        raise VideoError("--flip-test: not with the sliding heat map (add --no-sliding for a flip-tested top-k)")
+    return slides
+
+
+def _sliding_pieces(args, recipe) -> tuple:
+    """The sliding classification video (:func:`~densevision.video.tasks.sliding_video`) of a checkpoint."""
+    model, task = load_for_prediction(recipe, args.weights)
+    try:
+        fc_model, window, net_stride = sliding_classifier(model)
+    except ConversionError as error:
+        raise VideoError(f"--sliding: the classifier of recipe {recipe.name!r} cannot slide: {error} "
+                         f"(--no-sliding: the top-k of the resized frame)") from None
+    stride = check_stride(args.stride, net_stride)
+    chosen = resolve_class(args.heatmap_class, task.class_names)
+    return sliding_video(fc_model, window, net_stride, task.class_names, stride=stride, k=args.top_k,
+                         class_index=chosen, opacity=args.opacity, max_pixels=DEFAULT_MAX_PIXELS)
 
 
 def _pose_only_options(args: argparse.Namespace) -> list[str]:
     given = [("--boxes", args.boxes), ("--single", args.single), ("--det-every", args.det_every),
              ("--smooth", args.smooth), ("--draw-bbox", args.draw_boxes), ("--detector", args.detector != "hog")]
     return [name for name, value in given if value]
+
+
+def _sliding_only_options(args: argparse.Namespace) -> list[str]:
+    given = [("--stride", args.stride is not None), ("--class", args.heatmap_class is not None)]
+    return [name for name, value in given if value]
+
+
+def _classification_only_options(args: argparse.Namespace) -> list[str]:
+    sliding = [] if args.sliding is None else ["--sliding" if args.sliding else "--no-sliding"]
+    return sliding + _sliding_only_options(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -190,16 +244,23 @@ def _run(args: argparse.Namespace) -> int:
                              f"{recipe.task} recipe")
         if recipe.task != "pose" and not args.weights:
             raise VideoError(f"--weights is required for a {recipe.task} video")
+    if (recipe is None or recipe.task != "classification") and _classification_only_options(args):
+        raise VideoError(f"{', '.join(_classification_only_options(args))}: classification options, but "
+                         + (f"recipe {recipe.name!r} is a {recipe.task} recipe" if recipe else
+                            "--demo without a recipe draws poses"))
     if args.boxes:  # the whole boxes file is checked before the video is opened
         load_boxes_file(args.boxes)
+    # the model and its options before the input is opened: a bad --stride or --class writes nothing
+    dense = _dense_pieces(args, recipe) if recipe is not None and recipe.task != "pose" else None
     with open_frames(input_path, fps=args.fps, max_frames=args.max_frames) as frames, \
             VideoWriter(args.output, frames.fps, frames.width, frames.height, overwrite=args.overwrite) as writer:
         if writer.fallback:
             print(writer.fallback, file=sys.stderr)
-        if recipe is None or recipe.task == "pose":
+        if dense is None:
             summary = _run_pose(args, recipe, frames, writer)
         else:
-            summary = _run_dense(args, recipe, frames, writer)
+            summary = run_video(frames, writer, *dense, json_path=args.json, task=recipe.task,
+                                progress=not args.no_progress, show_fps=args.fps_text)
     print(format_summary(summary))
     return 0
 

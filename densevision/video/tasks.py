@@ -5,7 +5,11 @@
   palette's colours over the frame at ``opacity``, with a legend of the classes present (largest first); JSON
   ``"classes": {name: fraction of the frame}``;
 - classification: the top-k classes of every frame (the task's ``predict_image``: resize to the model's input,
-  softmax) written in a box at the top left; JSON ``"top_k": [{"class", "index", "probability"}]``.
+  softmax) written in a box at the top left; JSON ``"top_k": [{"class", "index", "probability"}]``;
+- sliding classification (:func:`sliding_video`, the default for a recipe whose classifier has a fully connected
+  head): the classifier slid over the whole frame (:mod:`densevision.inference.sliding`), the mean of its window
+  probabilities as the frame's top-k, and the heat map of the top-1 class (or a chosen one) drawn over the frame;
+  JSON ``"top_k"`` as above plus ``"heatmap_class"``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
+from densevision.inference.sliding import (class_heatmap, image_scores, overlay_heatmap, to_probabilities, top_k,
+                                           window_scores)
+from densevision.sizes import resize
 from densevision.visualization.segmentation import overlay
 
 LEGEND_ROWS = 8  # most classes listed in the legend (the largest ones)
@@ -114,3 +121,68 @@ def classification_video(task, forward, options) -> tuple[list[Callable[[dict], 
         return {"top_k": [] if item is None else item["top_k"]}
 
     return [classify], draw, record
+
+
+def _at_least(frame: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    """``frame`` resized up (aspect kept) until it holds one ``window``; as it is when it already does."""
+    height, width = frame.shape[:2]
+    scale = max(window[0] / height, window[1] / width)
+    if scale <= 1:
+        return frame
+    return resize(frame, (max(window[0], int(np.ceil(height * scale))), max(window[1], int(np.ceil(width * scale)))))
+
+
+def sliding_video(fc_model, window, net_stride, class_names: Sequence[str], stride: Optional[int] = None,
+                  k: int = 3, class_index: Optional[int] = None, opacity: float = 0.5,
+                  max_pixels: Optional[int] = None) -> tuple[list[Callable[[dict], dict]], Callable, Callable]:
+    """``(stages, draw, record)`` for :func:`~densevision.video.pipeline.run_video` with a sliding classifier.
+
+    Per frame: the window scores of ``fc_model`` over the whole frame (:func:`~densevision.inference.sliding.
+    window_scores`, ``(rows, cols, K)``; a frame smaller than the window is first resized up, aspect kept), the
+    mean of the windows' probabilities as the frame's class probabilities ``(K,)`` and their top ``k``, and the
+    heat map ``(H, W)`` of the top-1 class (``class_index``: always that class) drawn over the frame at
+    ``opacity`` with the top-k in a box at the top left.
+
+    Args:
+        fc_model, window, net_stride: :func:`~densevision.inference.sliding.sliding_classifier`'s answer.
+        class_names: ``K`` names.
+        stride: sliding stride, a divisor of the network stride (default: the network stride, one pass).
+        k: classes listed per frame.
+        class_index: the heat map's class; ``None``: each frame's top-1.
+        opacity: weight of the heat map's colours over the frame, in [0, 1].
+        max_pixels: frames above this many pixels are scored in tiles (``None``: one pass).
+    """
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be within [0, 1], got {opacity}")
+    stride = net_stride[0] if stride is None else int(stride)
+
+    def score(item: dict) -> dict:
+        image = _at_least(item["frame"], window)
+        maps = window_scores(fc_model, image, window, stride, net_stride, max_pixels=max_pixels)[0]
+        item["scores"], item["scored_size"] = maps, image.shape[:2]
+        item["top_k"] = [{"class": name, "index": index, "probability": probability}
+                         for index, name, probability in top_k(image_scores([maps]), k, class_names)]
+        return item
+
+    def heat(item: dict) -> dict:  # its own stage: the numpy heat map of frame i overlaps the model on frame i + 1
+        index = item["top_k"][0]["index"] if class_index is None else class_index
+        heatmap = class_heatmap(to_probabilities(item["scores"]), index, item["scored_size"], window, stride)
+        height, width = item["frame"].shape[:2]
+        if heatmap.shape != (height, width):  # scored resized up: back to the frame's size
+            heatmap = resize(heatmap, (height, width))
+        item["heatmap"], item["heatmap_class"] = heatmap, index
+        return item
+
+    def draw(frame: np.ndarray, item: dict) -> np.ndarray:
+        # colours scaled to probability 1, not to each frame's maximum: the same colour means the same probability
+        # in every frame, so a class fading out of view fades in the video instead of being stretched back to red
+        output = overlay_heatmap(frame, item["heatmap"], alpha=opacity, vmax=1.0)
+        lines = [(f"{entry['class']} {entry['probability']:.1%}", None) for entry in item["top_k"]]
+        return _text_box(output, lines + [(f"heat map: {class_names[item['heatmap_class']]}", None)], right=False)
+
+    def record(item: Optional[dict]) -> dict:
+        if item is None:
+            return {"top_k": [], "heatmap_class": None}
+        return {"top_k": item["top_k"], "heatmap_class": class_names[item["heatmap_class"]]}
+
+    return [score, heat], draw, record

@@ -26,7 +26,7 @@ from densevision.video.demo import STICK_FIGURE_INFO, STICK_FIGURE_LAYOUT, stick
 from densevision.video.detect import KerasHubPersonDetector, box_iou
 from densevision.video.io import VideoWriter, open_frames
 from densevision.video.pipeline import run_pose_video, run_video
-from densevision.video.tasks import class_fractions, classification_video, segmentation_video
+from densevision.video.tasks import class_fractions, classification_video, segmentation_video, sliding_video
 from densevision.video.track import PoseFollower, Tracker, box_from_keypoints
 from densevision.visualization.segmentation import overlay
 from tests.test_video.test_pipeline import (HEIGHT, WIDTH, damage_jpeg_frames, figure_boxes, figure_frame, read_back,
@@ -175,6 +175,177 @@ def test_segmentation_video_command_with_a_real_checkpoint(tmp_path):
     assert np.abs(plain).mean() > 10  # the mask is really drawn
     assert sum(json.loads((tmp_path / "out.json").read_text())["frames"][1]["classes"].values()) == pytest.approx(
         1.0, abs=1e-3)
+
+
+# ---------------------------------------------------------------- sliding classification: the heat map
+
+WINDOW = 32
+SLIDE_NAMES = [f"class_{index}" for index in range(5)]  # the recipe's dataset is absent: classes by index
+
+
+@pytest.fixture(scope="module")
+def tiny_fc_classifier(tmp_path_factory):
+    """A random classifier with a fully connected head on 32x32 windows (network stride 4) saved as .keras, and the
+    command-line arguments that make the sliding recipe (``model.head: fc``) load it without data."""
+    import keras
+
+    folder = tmp_path_factory.mktemp("tiny_fc")
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((WINDOW, WINDOW, 3)), keras.layers.Rescaling(1 / 64.0),
+                              keras.layers.Conv2D(4, 3, strides=2, activation="relu"), keras.layers.MaxPooling2D(2),
+                              keras.layers.Flatten(), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(5)])
+    model.save(folder / "tiny.keras")
+    recipe = [ROOT / "recipes" / "vgg16_sliding.yaml"]
+    overrides = ["--set", f"model.input_shape=[{WINDOW},{WINDOW},3]", "model.weights=null",
+                 f"data.root={folder / 'no_data_here'}"]
+    return model, folder / "tiny.keras", recipe, overrides
+
+
+def crop_scores(model, frame: np.ndarray, stride: int) -> np.ndarray:
+    """The reference: the original (not converted) classifier on every window, one crop at a time, ``(rows, cols,
+    K)`` logits."""
+    rows, cols = (frame.shape[0] - WINDOW) // stride + 1, (frame.shape[1] - WINDOW) // stride + 1
+    crops = np.stack([frame[i * stride:i * stride + WINDOW, j * stride:j * stride + WINDOW]
+                      for i in range(rows) for j in range(cols)]).astype(np.float32)
+    return model.predict(crops, verbose=0).reshape(rows, cols, -1)
+
+
+def numpy_probabilities(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def textured_frame(index: int) -> np.ndarray:
+    """A figure frame with noise, so that windows differ and the heat map is not flat."""
+    noise = np.random.default_rng(index).integers(0, 60, (HEIGHT, WIDTH, 3))
+    return np.clip(figure_frame(index).astype(np.int64) + noise, 0, 255).astype(np.uint8)
+
+
+def test_sliding_video_draws_the_heat_map_of_the_crop_by_crop_scores(tiny_fc_classifier):
+    """The drawn frame (before encoding) is the heat map of the top-1 class on a colour scale fixed at
+    probability 1, the top-k the mean of the windows' probabilities; the reference slides nothing: it crops."""
+    from densevision.inference.sliding import class_heatmap, overlay_heatmap, sliding_classifier
+
+    model = tiny_fc_classifier[0]
+    fc_model, window, net_stride = sliding_classifier(model, conv_bands=None)
+    assert (window, net_stride) == ((WINDOW, WINDOW), (4, 4))
+    stages, draw, record = sliding_video(fc_model, window, net_stride, SLIDE_NAMES, stride=2, k=3, opacity=0.6)
+    frame = textured_frame(1)
+    item = {"index": 0, "frame": frame}
+    for function in stages:
+        item = function(item)
+    drawn = draw(frame, item)
+    probabilities = numpy_probabilities(crop_scores(model, frame, 2))
+    mean = probabilities.reshape(-1, 5).mean(axis=0)
+    order = np.argsort(-mean)[:3]
+    entry = record(item)
+    assert [e["index"] for e in entry["top_k"]] == order.tolist()
+    assert [e["class"] for e in entry["top_k"]] == [SLIDE_NAMES[i] for i in order]
+    np.testing.assert_allclose([e["probability"] for e in entry["top_k"]], mean[order], atol=1e-4)
+    assert entry["heatmap_class"] == SLIDE_NAMES[order[0]]
+    heat = class_heatmap(probabilities, int(order[0]), frame.shape[:2], WINDOW, 2)
+    assert heat.max() - heat.min() > 0.02  # the windows disagree: a flat map would not test the drawing
+    expected = overlay_heatmap(frame, heat, alpha=0.6, vmax=1.0)
+    assert drawn.shape == frame.shape
+    below_text = slice(HEIGHT // 2, None)  # the text box covers the top left
+    assert np.abs(drawn[below_text].astype(int) - expected[below_text]).max() <= 1
+    # the fixed scale: its own maximum would colour the same frame differently
+    assert np.abs(overlay_heatmap(frame, heat, alpha=0.6)[below_text].astype(int) - drawn[below_text]).max() > 20
+    chosen = sliding_video(fc_model, window, net_stride, SLIDE_NAMES, stride=2, k=3, class_index=int(order[-1]))
+    item = {"index": 0, "frame": frame}
+    for function in chosen[0]:
+        item = function(item)
+    assert chosen[2](item)["heatmap_class"] == SLIDE_NAMES[order[-1]]  # --class: that class, not the top-1
+    assert chosen[2](None) == {"top_k": [], "heatmap_class": None}  # a corrupt frame's empty keys
+
+
+def test_sliding_video_answers_frames_smaller_than_the_window(tiny_fc_classifier):
+    from densevision.inference.sliding import sliding_classifier
+
+    model = tiny_fc_classifier[0]
+    fc_model, window, net_stride = sliding_classifier(model, conv_bands=None)
+    stages, draw, record = sliding_video(fc_model, window, net_stride, SLIDE_NAMES)
+    frame = textured_frame(2)[:20, :24]  # 20x24: resized up to 32x39 (aspect kept), one row of windows
+    item = {"index": 0, "frame": frame}
+    for function in stages:
+        item = function(item)
+    assert draw(frame, item).shape == frame.shape and item["heatmap"].shape == (20, 24)
+    larger = cv2.resize(frame, (39, 32), interpolation=cv2.INTER_LINEAR)
+    probabilities = numpy_probabilities(crop_scores(model, larger, 4))
+    assert probabilities.shape[:2] == (1, 2)
+    mean = probabilities.reshape(-1, 5).mean(axis=0)
+    np.testing.assert_allclose([e["probability"] for e in record(item)["top_k"]], np.sort(mean)[::-1][:3],
+                               atol=1e-4)
+
+
+def test_sliding_video_command_keeps_the_video_and_checks_its_options(tmp_path, tiny_fc_classifier, capsys):
+    """``densevision video`` on a recipe with a fully connected head: the heat map by default (JSON top-k of the
+    decoded frames by crops), ``--no-sliding`` today's top-k of the resized frame, bad options one error line
+    before anything is written."""
+    from densevision.cli import run_tool
+    from densevision.commands.video import build_parser, run
+
+    def main(*argv) -> int:
+        return run_tool(lambda _: run(build_parser().parse_args([str(a) for a in argv])), [], tool="video")
+
+    model, weights, recipe, overrides = tiny_fc_classifier
+    clip = write_clip(tmp_path / "clip.avi", 4, fps=9.0, make=textured_frame)
+    common = [*recipe, clip, "--weights", weights, "--no-progress", *overrides]
+    assert main(*common, "--output", tmp_path / "out.avi", "--json", tmp_path / "out.json", "--stride", 2) == 0
+    written, fps, size, declared = read_back(tmp_path / "out.avi")
+    assert (len(written), declared, fps, size) == (4, 4, 9.0, (WIDTH, HEIGHT))
+    source, *_ = read_back(clip)
+    frames = json.loads((tmp_path / "out.json").read_text())["frames"]
+    for entry, frame in zip(frames, source):
+        mean = numpy_probabilities(crop_scores(model, frame, 2)).reshape(-1, 5).mean(axis=0)
+        order = np.argsort(-mean)[:3]
+        assert [e["index"] for e in entry["top_k"]] == order.tolist()
+        np.testing.assert_allclose([e["probability"] for e in entry["top_k"]], mean[order], atol=1e-4)
+        assert entry["heatmap_class"] == SLIDE_NAMES[order[0]]
+    # --no-sliding: the frame resized to the window, one forward pass (the classification video of before)
+    assert main(*common, "--output", tmp_path / "plain.avi", "--json", tmp_path / "plain.json", "--no-sliding") == 0
+    for entry, frame in zip(json.loads((tmp_path / "plain.json").read_text())["frames"], source):
+        resized = cv2.resize(frame, (WINDOW, WINDOW), interpolation=cv2.INTER_AREA).astype(np.float32)
+        probabilities = numpy_probabilities(model.predict(resized[None], verbose=0)[0])
+        assert "heatmap_class" not in entry
+        assert entry["top_k"][0]["index"] == int(np.argmax(probabilities))
+        np.testing.assert_allclose(entry["top_k"][0]["probability"], probabilities.max(), atol=2e-3)
+    capsys.readouterr()
+    bad = [(("--stride", 3), "--stride 3: must divide the network stride 4 (valid: 4, 2, 1)"),
+           (("--class", "circle"), "--class 'circle': not a class name or index 0..4; the classes: class_0, class_1, "
+                                   "class_2, class_3, class_4"),
+           (("--no-sliding", "--class", "class_1"), "--class: options of the sliding heat map, but --no-sliding"),
+           (("--flip-test",), "--flip-test: not with the sliding heat map")]
+    for options, message in bad:
+        assert main(*common, "--output", tmp_path / "bad.avi", "--json", tmp_path / "bad.json", *options) == 2
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("note: ")]
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (options, err)
+        assert not (tmp_path / "bad.avi").exists() and not (tmp_path / "bad.json").exists()
+
+
+def test_sliding_options_are_refused_for_other_tasks_and_unslidable_models(tmp_path, capsys):
+    import keras
+
+    from densevision.inference.fully_convolutional import ConversionError
+    from densevision.inference.sliding import sliding_classifier
+
+    clip = write_clip(tmp_path / "clip.avi", 2)
+    for argv, message in (
+            ([ROOT / "recipes" / "tiramisu56_camvid.yaml", clip, "--weights", tmp_path / "none.keras", "--stride", 8],
+             "--stride: classification options, but recipe 'tiramisu56_camvid' is a segmentation recipe"),
+            (["--demo", "--single", clip, "--class", "person", "--sliding"],
+             "--sliding, --class: classification options, but --demo without a recipe draws poses"),
+            ([ROOT / "recipes" / "resnet50_classify.yaml", clip, "--weights", tmp_path / "none.keras", "--stride", 8],
+             "--stride: options of the sliding heat map, but recipe 'resnet50_classify'")):
+        assert load_tool("video").main([str(a) for a in argv] + ["--output", str(tmp_path / "x.avi"),
+                                                                 "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "x.avi").exists()
+    any_size = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(2, 3),
+                                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    with pytest.raises(ConversionError, match="sliding needs the fixed size it was trained at"):
+        sliding_classifier(any_size)
 
 
 # ---------------------------------------------------------------- detect, then track
