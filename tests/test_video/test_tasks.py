@@ -432,11 +432,16 @@ def test_following_keeps_people_the_detector_misses_with_fewer_track_ids():
 def test_a_collapsed_track_is_dropped_and_the_detector_runs_on_the_next_frame():
     calls: list[int] = []
     seen = follow_clip(5, flaky_detector(calls), oracle_estimator(collapse_from={1: 7}))
-    # 7: person 1's pose collapses, so it is dropped and 8 detects; its pose stays collapsed, so while it is in view
-    # every frame detects (det-every 1's behaviour) instead of following a pose that is not there
-    assert calls == [0, 5, 8, 9, 10, 11]
+    # 7: person 1's pose collapses, so it is dropped and 8 detects. Its pose stays collapsed: the detection is shown
+    # and its box held until the next detection frame (10), and it does not count as a lost track (that would make
+    # every frame a detection frame)
+    assert calls == [0, 5, 8, 10]
     assert [len(p) for p in seen[:7]] == [2] * 7 and len(seen[7]) == 1
     assert all(p["detected"] for p in seen[8]) and len(seen[8]) == 2  # a detection is shown whatever its pose
+    assert [len(p) for p in seen[9:]] == [2, 2, 2] and not any(p["detected"] for p in seen[9])
+    [weak] = [p for p in seen[8] if p["keypoints"][:, 2].max() < 0.1]
+    [held] = [p for p in seen[9] if p["track_id"] == weak["track_id"]]  # the same id, on frame 8's detector box
+    np.testing.assert_allclose(held["box"], np.array(figure_boxes(8)[1], np.float32) + [-4, -4, 8, 8])
 
 
 def test_det_every_runs_in_the_threaded_pipeline_and_counts_detector_runs(tmp_path):
