@@ -212,6 +212,7 @@ class PoseFollower:
         # (track id, next box, box score, held: the box is a detection's own, kept because its pose was too weak)
         self._followed: list[tuple[Optional[int], np.ndarray, float, bool]] = []
         self._lost = False
+        self._missing: list[tuple[int, np.ndarray]] = []  # (track id, last box) of people lost on the last frame
 
     def scheduled(self, index: int) -> bool:
         """Whether frame ``index`` is a detection frame by the schedule (losses add frames: :meth:`__call__`)."""
@@ -232,14 +233,14 @@ class PoseFollower:
             boxes = np.asarray(detections[0], np.float32).reshape(-1, 4)
             scores = np.asarray(detections[1], np.float32).reshape(-1)
             detected = [True] * len(boxes)
-        holding = [False] * len(boxes)
+        holding, track_of = [False] * len(boxes), [None] * len(boxes)
+        claimed: set = set()
         if follow and self._followed:
             carried = np.array([box for _, box, _, _ in self._followed], np.float32).reshape(-1, 4)
             carried_scores = np.array([score for _, _, score, _ in self._followed], np.float32)
             keep = non_max_suppression(carried, carried_scores, 0.5)  # two tracks that converged on one person
             if len(boxes):
                 coverage = box_coverage(carried, boxes)  # (followed, detections)
-                claimed: set = set()
                 for i in keep:  # a detection over a followed person continues that person's track id
                     j = int(coverage[i].argmax())
                     track_id = self._followed[i][0]
@@ -255,6 +256,17 @@ class PoseFollower:
             scores = np.concatenate([scores, carried_scores[keep]])
             detected += [False] * len(keep)
             holding += [self._followed[i][3] for i in keep]
+            track_of += [self._followed[i][0] for i in keep]
+        if detections is not None and len(detections[0]) and self._missing and self.tracker is not None:
+            # a detection over a person lost on the last frame continues its track id too: the detector's box is
+            # wider than the joints' box the track last had, so their IoU alone would start a new id
+            found = len(detections[0])  # the detections lead ``boxes``
+            coverage = box_coverage(np.array([box for _, box in self._missing], np.float32), boxes[:found])
+            for (track_id, _), row in zip(self._missing, coverage):
+                j = int(row.argmax())
+                if row[j] > self.cover and j not in claimed:
+                    claimed.add(j)
+                    self.tracker.move(track_id, boxes[j])
         keypoints = (np.asarray(self.estimate(frame, boxes), np.float32) if len(boxes)
                      else np.zeros((0, 0, 3), np.float32))
         if keypoints.ndim != 3 or keypoints.shape[0] != len(boxes) or keypoints.shape[2] != 3:
@@ -270,6 +282,8 @@ class PoseFollower:
         held = [next_boxes[i] is None and (detected[i] or holding[i]) for i in range(len(boxes))]
         kept = [i for i in range(len(boxes)) if next_boxes[i] is not None or held[i]]
         self._lost = follow and len(kept) < len(boxes)
+        self._missing = [(track_of[i], boxes[i]) for i in sorted(set(range(len(boxes))) - set(kept))
+                         if track_of[i] is not None]
         next_boxes = [boxes[i] if held[i] else next_boxes[i] for i in range(len(boxes))]
         boxes, scores, keypoints = boxes[kept], scores[kept], keypoints[kept] if len(kept) else keypoints[:0]
         next_boxes, detected, held = [next_boxes[i] for i in kept], [detected[i] for i in kept], [held[i] for i in kept]

@@ -444,6 +444,39 @@ def test_a_collapsed_track_is_dropped_and_the_detector_runs_on_the_next_frame():
     np.testing.assert_allclose(held["box"], np.array(figure_boxes(8)[1], np.float32) + [-4, -4, 8, 8])
 
 
+def test_a_detection_over_a_person_lost_on_the_last_frame_continues_its_track_id():
+    calls: list[int] = []
+    oracle = oracle_estimator()
+
+    def find_wide(frame, index):  # boxes twice as wide and high as the people: IoU with a joints' box under 0.3
+        calls.append(index)
+        boxes = np.array(figure_boxes(index), np.float32)
+        return boxes + boxes[:, 2:].repeat(2, 1) * [-0.5, -0.5, 1, 1], np.ones(2, np.float32)
+
+    def estimate(frame, boxes):  # person 1's pose collapses on frame 3 only
+        people = oracle(frame, boxes)
+        truth = np.array(figure_boxes(oracle.index), np.float32)
+        if oracle.index == 3:
+            people[box_iou(np.asarray(boxes).reshape(-1, 4), truth).argmax(1) == 1, :, 2] = 0.05
+        return people
+
+
+    def run(estimate_at):
+        follower = PoseFollower(find_wide, estimate_at, det_every=10, tracker=Tracker())
+        seen = []
+        for index in range(6):
+            oracle.index = index
+            seen.append(follower(figure_frame(index), index))
+        return seen
+
+    seen = run(estimate)
+    assert calls == [0, 4] and [len(p) for p in seen] == [2, 2, 2, 1, 2, 2]
+    wide = np.array(figure_boxes(4)[1], np.float32)
+    wide = wide + np.concatenate([wide[2:], wide[2:]]) * [-0.5, -0.5, 1, 1]
+    assert box_iou(box_from_keypoints(true_pose(2, 1))[None], wide[None])[0, 0] < 0.3  # IoU alone would not match
+    assert {p["track_id"] for people in seen for p in people} == {0, 1}  # the detection on 4 continues id 1
+
+
 def test_det_every_runs_in_the_threaded_pipeline_and_counts_detector_runs(tmp_path):
     calls: list[int] = []
     estimate = oracle_estimator()
