@@ -25,6 +25,7 @@ import densevision  # noqa: E402,F401
 from densevision.data.pipeline import build_dataset  # noqa: E402
 from densevision.data.sources import open_source, resolve_split  # noqa: E402
 from densevision.engine.checkpoints import load_matching_checkpoint  # noqa: E402
+from densevision.errors import DensevisionError  # noqa: E402
 from densevision.registry import TASKS  # noqa: E402
 from densevision.tasks.base import final_output  # noqa: E402
 from densevision.runs import resolve_model_source  # noqa: E402
@@ -76,4 +77,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DensevisionError as error:  # a wrong checkpoint, a missing dataset: one line, as the tools print it
+        sys.exit(f"error: {error}")

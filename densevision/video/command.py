@@ -138,15 +138,20 @@ def _person_finder(args: argparse.Namespace, frames):
     return finder, args.det_every or DEFAULT_DET_EVERY
 
 
-def _run_pose(args, recipe, frames, writer) -> dict:
+def _pose_pieces(args, recipe) -> tuple[dict, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """``(dataset info, estimate)`` of the pose model, loaded (and checked against the recipe) before the input is
+    opened: a checkpoint of another model is one error and writes nothing."""
     if args.demo and not args.weights:
+        return STICK_FIGURE_INFO, stick_figure_estimator
+    # one task for both: its dataset info (skeleton, colours, OKS sigmas) is read once
+    task, forward = _task_and_forward(recipe, args.weights, args.flip_test)
+    return task.info, _estimator(task, forward, args.batch_size)
+
+
+def _run_pose(args, frames, writer, info, estimate) -> dict:
+    if estimate is stick_figure_estimator:  # said once the input is open, after every one-line error
         print("note: --demo without --weights draws a stand-in stick figure in every box (no model)",
               file=sys.stderr)
-        info, estimate = STICK_FIGURE_INFO, stick_figure_estimator
-    else:
-        # one task for both: its dataset info (skeleton, colours, OKS sigmas) is read once
-        task, forward = _task_and_forward(recipe, args.weights, args.flip_test)
-        estimate, info = _estimator(task, forward, args.batch_size), task.info
     find_people, det_every = _person_finder(args, frames)
     tracker = None if args.track == "none" else Tracker(match=args.track, sigmas=info.get("sigmas"),
                                                         keypoint_threshold=args.kpt_thr)
@@ -252,12 +257,13 @@ def _run(args: argparse.Namespace) -> int:
         load_boxes_file(args.boxes)
     # the model and its options before the input is opened: a bad --stride or --class writes nothing
     dense = _dense_pieces(args, recipe) if recipe is not None and recipe.task != "pose" else None
+    pose = _pose_pieces(args, recipe) if dense is None else None
     with open_frames(input_path, fps=args.fps, max_frames=args.max_frames) as frames, \
             VideoWriter(args.output, frames.fps, frames.width, frames.height, overwrite=args.overwrite) as writer:
         if writer.fallback:
             print(writer.fallback, file=sys.stderr)
         if dense is None:
-            summary = _run_pose(args, recipe, frames, writer)
+            summary = _run_pose(args, frames, writer, *pose)
         else:
             summary = run_video(frames, writer, *dense, json_path=args.json, task=recipe.task,
                                 progress=not args.no_progress, show_fps=args.fps_text)
