@@ -102,6 +102,9 @@ class OptimizerSection(_Section):
     nesterov: bool = False
     weight_decay: NonNegativeFloat = 0.0
     clipnorm: Optional[PositiveFloat] = None
+    ema_momentum: Optional[float] = Field(
+        None, gt=0, lt=1, description="validate and checkpoint an exponential moving average of the weights "
+        "(Keras' use_ema) with this momentum, e.g. 0.98 (about the last 50 steps); null: the raw weights")
     base_batch_size: Optional[PositiveInt] = Field(
         None, description="if set, lr is scaled linearly by data.batch_size / base_batch_size"
     )

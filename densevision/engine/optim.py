@@ -91,6 +91,8 @@ def build_optimizer(recipe, steps_per_epoch: int, mixed_float16: bool = False) -
         warmup_epochs=sched.warmup_epochs,
     )
     common = dict(learning_rate=schedule, weight_decay=opt.weight_decay or None, clipnorm=opt.clipnorm)
+    if opt.ema_momentum:  # Keras keeps the average in the optimiser; the Trainer swaps it in to validate and save
+        common.update(use_ema=True, ema_momentum=opt.ema_momentum)
     if opt.name == "sgd":
         optimizer = keras.optimizers.SGD(momentum=opt.momentum, nesterov=opt.nesterov, **common)
     elif opt.name == "rmsprop":

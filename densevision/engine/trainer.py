@@ -147,6 +147,7 @@ class Trainer:
             if self.chief:  # a kill -9 during a checkpoint write leaves its temporary file behind
                 ckpt.clean_stale_temp_files(self.run_dir)
             ckpt.restore_training_state(self.model, self.run_dir / LAST)
+            self._swap_average()  # checkpoints hold the average as the model's weights: training resumes on the raw
             self.epochs_done = int(self.optimizer.iterations.numpy()) // self.steps_per_epoch
             if self.epochs_done >= recipe.train.epochs:  # nothing left to train ("epoch 9/8" otherwise)
                 raise ckpt.finished_run_error(self.run_dir, self.epochs_done, recipe.train.epochs)
@@ -208,6 +209,23 @@ class Trainer:
         with self.strategy.scope():
             recompute_batchnorm_statistics(self.model, dataset, recipe.train.precise_bn_batches,
                                            progress=self.progress)
+
+    def _swap_average(self) -> None:
+        """Exchange the model's trainable weights with the optimiser's moving average of them (``optimizer.ema_momentum``).
+
+        Validation, precise BN and checkpoints see the average (as Keras' ``fit`` leaves it in the model after
+        training); the raw weights wait in the optimiser's average slots meanwhile, so a second swap, or a resume
+        from a checkpoint, carries on training exactly where it was. No-op without ``optimizer.ema_momentum``.
+        """
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        if not inner.use_ema:
+            return
+        with self.strategy.scope():
+            # Keras keeps the average in a private list, in the order of the variables the optimiser was built on
+            for var, average in zip(self.model.trainable_variables, inner._model_variables_moving_average):
+                raw = tf.identity(var.value)
+                var.assign(average.value)
+                average.assign(raw)
 
     def _current_lr(self) -> float:
         inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
@@ -280,6 +298,7 @@ class Trainer:
             logs = {"loss": loss_sum / self.steps_per_epoch, **_scalar_logs("", self.task.metric_results(sums)),
                     "lr": self._current_lr()}
             out_of_time = budget_end is not None and time.monotonic() >= budget_end
+            self._swap_average()  # validate and save the averaged weights; swapped back before the next epoch
             if (epoch + 1) % recipe.train.val_every == 0 or epoch + 1 == recipe.train.epochs or out_of_time:
                 if recipe.train.precise_bn_batches:
                     self._precise_bn(epoch)
@@ -302,6 +321,8 @@ class Trainer:
                 ckpt.copy_atomic(self.write_dir / LAST, self.write_dir / BEST)
             self._log_pictures(epoch, wandb_run, last=epoch + 1 == recipe.train.epochs or out_of_time)
             epochs_run = epoch + 1
+            if epoch + 1 < recipe.train.epochs and not out_of_time:
+                self._swap_average()  # back to the raw weights to train on; after the last epoch the average stays
             if out_of_time and epoch + 1 < recipe.train.epochs:
                 if self.chief:
                     print(f"train.max_minutes={recipe.train.max_minutes} reached after epoch {epoch + 1}; stopping")

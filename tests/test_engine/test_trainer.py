@@ -278,3 +278,82 @@ def test_a_diverged_first_epoch_says_no_checkpoint_was_written(tmp_path):
     error = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "loss became" in error[0]
     assert "no checkpoint was written yet" in error[0] and "last.keras" not in error[0]
+
+
+# ------------------------------------------------------------------------------------------------ weight averaging
+def _train_recording_raw_weights(recipe_path, output, resume_dir=None):
+    """Train in-process; returns the trainer and the raw trainable weights after every step (numpy)."""
+    from densevision.engine.trainer import Trainer
+
+    trainer = Trainer(densevision.load_recipe(recipe_path), output_dir=str(output), resume_dir=resume_dir,
+                      progress=False)
+    steps = []
+    original_build = trainer._make_steps
+
+    def make_steps_recording():
+        original_build()
+        step = trainer.train_step
+
+        def recorded(iterator):
+            out = step(iterator)
+            steps.append([v.numpy().copy() for v in trainer.model.trainable_variables])
+            return out
+        trainer.train_step = recorded
+
+    trainer._make_steps = make_steps_recording
+    trainer.fit()
+    return trainer, steps
+
+
+def test_weight_average_is_validated_saved_and_resumed_exactly(tmp_path, street_data):
+    """optimizer.ema_momentum: the model validated and checkpointed is the exponential moving average of the raw
+    weights (numpy, from the recorded steps: the first step's weights, then m * average + (1 - m) * weights);
+    training itself is unchanged by it, and a resume carries on from the raw weights."""
+    from densevision.engine.trainer import Trainer
+
+    momentum = 0.6
+    train = {"epochs": 2, "steps_per_epoch": 2, "val_every": 1}
+    plain_recipe = write_recipe(tmp_path / "plain.yaml", street_data, optimizer={"name": "adam", "lr": 1e-2},
+                                train=train)
+    ema_recipe = write_recipe(tmp_path / "ema.yaml", street_data,
+                              optimizer={"name": "adam", "lr": 1e-2, "ema_momentum": momentum}, train=train)
+    _, plain_steps = _train_recording_raw_weights(plain_recipe, tmp_path / "plain")
+    ema, ema_steps = _train_recording_raw_weights(ema_recipe, tmp_path / "ema")
+    assert len(ema_steps) == 4
+    for a, b in zip(plain_steps[-1], ema_steps[-1]):  # averaging never feeds back into training
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    average = [w.astype(np.float64) for w in ema_steps[0]]
+    for weights in ema_steps[1:]:
+        average = [momentum * a + (1 - momentum) * w for a, w in zip(average, weights)]
+    assert max(float(np.abs(a - w).max()) for a, w in zip(average, ema_steps[-1])) > 1e-4, "the test needs movement"
+    for got, want in zip(ema.model.trainable_variables, average):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-6)
+    saved = keras.saving.load_model(ema.run_dir / "checkpoints" / "last.keras", safe_mode=True)
+    for got, want in zip(saved.trainable_variables, average):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-6)
+
+    # Killed during epoch 2 (after epoch 1's checkpoint), then resumed: the same raw weights and average at the end.
+    trainer = Trainer(densevision.load_recipe(ema_recipe), output_dir=str(tmp_path / "killed"), progress=False)
+    make_steps = trainer._make_steps
+
+    def make_steps_stopping_in_epoch_2():
+        make_steps()
+        step, calls = trainer.train_step, []
+
+        def stopping(iterator):
+            calls.append(iterator)
+            if len(calls) > 3:
+                raise KeyboardInterrupt  # a kill mid-epoch: epoch 1's checkpoint is the last one written
+            return step(iterator)
+        trainer.train_step = stopping
+
+    trainer._make_steps = make_steps_stopping_in_epoch_2
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    resumed, resumed_steps = _train_recording_raw_weights(ema_recipe, tmp_path / "unused",
+                                                          resume_dir=str(trainer.run_dir))
+    assert len(resumed_steps) == 2
+    for a, b in zip(ema_steps[-1], resumed_steps[-1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for got, want in zip(resumed.model.trainable_variables, average):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-6)
