@@ -199,9 +199,10 @@ def test_fast_recipe_is_the_paper_recipe_with_adam_and_precise_bn():
     fast, paper = densevision.load_recipe(FAST).to_dict(), densevision.load_recipe(PAPER).to_dict()
     changed = {(section, key) for section in paper for key in set(paper[section] or {}) | set(fast[section] or {})
                if isinstance(paper[section], dict) and paper[section].get(key) != fast[section].get(key)}
-    assert changed == {("optimizer", "name"), ("train", "precise_bn_batches")}
+    assert changed == {("optimizer", "name"), ("train", "precise_bn_batches"), ("augmentation", "precise_bn")}
     assert (fast["optimizer"]["name"], fast["optimizer"]["lr"]) == ("adam", 1e-3)
-    assert fast["model"] == paper["model"] and fast["augmentation"] == paper["augmentation"]
+    assert fast["augmentation"]["precise_bn"] == [{"HorizontalFlip": {"p": 0.5}}]  # whole frames, as evaluated
+    assert fast["model"] == paper["model"] and fast["augmentation"]["train"] == paper["augmentation"]["train"]
 
 
 def test_fast_recipe_trains_two_steps(tmp_path):

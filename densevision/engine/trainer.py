@@ -205,7 +205,21 @@ class Trainer:
         # Measured on CamVid (FC-DenseNet56, Adam, 240 steps, seed 1): statistics of full 360x480 training frames
         # gave 22.7 val mIoU against 19.9 from the 224x224 training crops; padded borders weigh less in a full frame.
         transforms = recipe.augmentation.precise_bn
-        transforms = recipe.augmentation.train if transforms is None else transforms
+        try:
+            self._precise_bn_with(recipe.augmentation.train if transforms is None else transforms, epoch)
+        except tf.errors.InvalidArgumentError as error:
+            if transforms is None:
+                raise
+            # Images of different sizes cannot share a batch. Training batches them through augmentation.train,
+            # so those always can: warn and use them rather than stop a run (the next pass starts afresh).
+            log.warning("augmentation.precise_bn: %s training images of different sizes cannot share a batch of "
+                        "%d (%s); precise BN uses augmentation.train's images instead. Add a crop or a resize to "
+                        "augmentation.precise_bn.", recipe.data.train_split, self.global_batch,
+                        str(error).splitlines()[0][:200])
+            self._precise_bn_with(recipe.augmentation.train, epoch)
+
+    def _precise_bn_with(self, transforms: list, epoch: int) -> None:
+        recipe = self.recipe
         dataset = build_dataset(
             self.train_source, self.task.preparer(transforms, training=True), self.task.example_spec,
             self.global_batch, training=True, seed=recipe.train.seed + 1, start_epoch=epoch,

@@ -55,10 +55,11 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 def test_mirrored_over_two_logical_cpus_matches_single_device(tmp_path):
     data = make_street_data(tmp_path / "streets", num_val=3)  # validation batches of 2: the last leaves replica 1 none
     # Synchronised batch norm: the statistics of the global batch, as on one device.
-    # Weight averaging on: validation swaps the mirrored average in and out on both replicas.
+    # Weight averaging and precise BN on: validation swaps the mirrored average in and out on both replicas, and
+    # re-estimates the mirrored statistics in a compiled forward pass.
     recipe = write_recipe(tmp_path / "m.yaml", data, model={"synchronized_bn": True},
                           optimizer={"name": "adam", "lr": 1e-3, "ema_momentum": 0.5},
-                          train={"epochs": 2, "steps_per_epoch": 3})
+                          train={"epochs": 2, "steps_per_epoch": 3, "precise_bn_batches": 2})
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED_SCRIPT)
     result = subprocess.run([sys.executable, str(script), str(recipe), str(tmp_path / "out")], capture_output=True,

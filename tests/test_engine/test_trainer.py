@@ -388,3 +388,27 @@ def test_precise_bn_measures_the_images_augmentation_precise_bn_prepares(tmp_pat
 
     with pytest.raises(densevision.RecipeError, match="augmentation.precise_bn"):
         densevision.load_recipe(recipe_path, ["augmentation.precise_bn=[{HorizontalFlp: {p: 0.5}}]"])
+
+
+def test_precise_bn_images_that_cannot_share_a_batch_fall_back_to_the_training_crops(tmp_path, caplog):
+    """Full frames of different sizes cannot be batched: precise BN warns, naming the key, and uses
+    augmentation.train's crops instead of stopping the run."""
+    from PIL import Image
+
+    from densevision.data.demo_streets import make_demo_camvid
+    from densevision.engine.trainer import Trainer
+
+    data = make_demo_camvid(str(tmp_path / "mixed"), num_train=4, num_val=1, num_test=1, height=32, width=32)
+    for name in sorted(p.name for p in (data / "train").glob("*.png"))[::2]:  # every other frame 40 wide
+        for folder, resample in (("train", Image.BILINEAR), ("trainannot", Image.NEAREST)):
+            path = data / folder / name
+            Image.open(path).resize((40, 32), resample).save(path)
+    recipe_path = write_recipe(tmp_path / "mixed.yaml", data, data={"batch_size": 2},
+                               train={"epochs": 1, "steps_per_epoch": 1, "precise_bn_batches": 2},
+                               augmentation={"train": [{"RandomCrop": {"height": 16, "width": 16}}],
+                                             "precise_bn": []})
+    with caplog.at_level("WARNING"):
+        result = Trainer(densevision.load_recipe(recipe_path), output_dir=str(tmp_path / "out"),
+                         progress=False).fit()
+    assert "augmentation.precise_bn" in caplog.text and "augmentation.train" in caplog.text
+    assert np.isfinite(result.history[-1]["val_loss"])
