@@ -12,6 +12,10 @@ after re-estimating the batch-norm statistics over ``--precise-bn`` training bat
 no weight change; ``--plain`` also evaluates before it, with the statistics training left). About 15 CPU-minutes
 per variant at the default 240 steps on 2 cores (20 with ``--plain``); ``--subset N`` (the first N training and val pairs) and ``--steps 2`` check the
 harness in a few minutes. Prints one JSON line per variant as it finishes and a Markdown table at the end.
+
+    python benchmarks/camvid_calibrate.py --rescore RUN_DIR "augmentation.precise_bn=[{HorizontalFlip: {p: 0.5}}]"
+
+re-scores a finished run under other precise-BN settings without training (about 10 CPU-minutes).
 """
 
 import argparse
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import densevision  # noqa: E402
 from densevision.data.paths import dataset_dir, missing_reason  # noqa: E402
+from densevision.engine.checkpoints import load_model_weights  # noqa: E402
 from densevision.engine.trainer import Trainer  # noqa: E402
 
 #: the variants run when none is given: one change each against the shipped recipe
@@ -87,6 +92,26 @@ def run_variant(args, root: Path, name: str, overrides: list[str]) -> dict:
     return row
 
 
+def rescore(args, root: Path, run_dir: Path, overrides: list[str]) -> dict:
+    """Re-estimate the batch-norm statistics of a finished calibration run's ``last.keras`` under ``overrides``
+    (e.g. ``augmentation.precise_bn``) and score val again: precise BN changes no weight, so this is what training
+    with those settings would have given, at a fraction of the cost."""
+    recipe = densevision.load_recipe(run_dir / "recipe.yaml", [
+        f"data.root={root}", f"train.precise_bn_batches={args.precise_bn}", *overrides])
+    trainer = Trainer(recipe, output_dir=args.output, progress=False)
+    trainer._build()  # data and model only: no run folder is created
+    load_model_weights(trainer.model, run_dir / "checkpoints" / "last.keras")
+    started = time.perf_counter()
+    trainer._precise_bn(recipe.train.epochs - 1)
+    scores = trainer._evaluate()
+    row = {"run_dir": str(run_dir), "seed": recipe.train.seed, "overrides": overrides,
+           "val_miou_precise_bn": round(scores["val_miou"], 4),
+           "val_accuracy_precise_bn": round(scores["val_global_accuracy"], 4),
+           "minutes": round((time.perf_counter() - started) / 60, 1)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="CamVid folder (default: DENSEVISION_DATA or ../shared/data)/CamVid")
@@ -101,12 +126,18 @@ def main() -> int:
     parser.add_argument("--subset", type=int, default=0, help="only the first N training and val pairs (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="runs/calibration")
+    parser.add_argument("--rescore", nargs="+", metavar=("RUN_DIR", "KEY=VALUE"),
+                        help="no training: re-estimate precise BN for a finished run (its last.keras) under these "
+                             "overrides and score val again, e.g. --rescore RUN augmentation.precise_bn=[]")
     args = parser.parse_args()
 
     root = Path(args.data) if args.data else dataset_dir("CamVid")
     if root is None or not root.is_dir():
         print(f"skipped: {missing_reason('CamVid')}", file=sys.stderr)
         return 2
+    if args.rescore:
+        rescore(args, root, Path(args.rescore[0]), args.rescore[1:])
+        return 0
     variants = {v[0]: v[1:] for v in args.variant} if args.variant else DEFAULT_VARIANTS
     with tempfile.TemporaryDirectory(prefix="camvid-subset-") as scratch:
         if args.subset:

@@ -45,3 +45,24 @@ def test_subset_root_links_the_first_pairs(tmp_path):
     for folder in ("train", "trainannot", "val", "valannot"):
         assert sorted(p.name for p in (subset / folder).iterdir()) == ["a.png", "b.png"]
         assert (subset / folder / "a.png").resolve() == (source / folder / "a.png").resolve()
+
+
+def test_rescore_without_precise_bn_reproduces_the_runs_own_validation(tmp_path):
+    """--rescore loads a finished run's last.keras: with no precise BN it must score val exactly as the run did."""
+    import argparse
+    import csv
+
+    import densevision
+    from densevision.engine.trainer import Trainer
+    from engine_utils import make_street_data, write_recipe
+
+    data = make_street_data(tmp_path / "streets")
+    recipe = write_recipe(tmp_path / "r.yaml", data, train={"epochs": 1, "steps_per_epoch": 2},
+                          tracking={"wandb": {"mode": "disabled"}, "tensorboard": False})
+    result = Trainer(densevision.load_recipe(recipe), output_dir=str(tmp_path / "runs"), progress=False).fit()
+    with open(result.run_dir / "history.csv") as file:
+        logged = float(list(csv.DictReader(file))[-1]["val_miou"])
+    args = argparse.Namespace(precise_bn=0, output=str(tmp_path / "rescored"))
+    row = load_harness().rescore(args, data, Path(result.run_dir), [])
+    assert row["val_miou_precise_bn"] == pytest.approx(logged, abs=1e-4)
+    assert not (tmp_path / "rescored").exists(), "re-scoring creates no run folder"
