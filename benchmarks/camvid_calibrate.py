@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import densevision  # noqa: E402
 from densevision.data.paths import dataset_dir, missing_reason  # noqa: E402
-from densevision.engine.checkpoints import load_model_weights  # noqa: E402
+from densevision.engine.checkpoints import load_checkpoint  # noqa: E402
 from densevision.engine.trainer import Trainer  # noqa: E402
+from densevision.errors import DensevisionError  # noqa: E402
 
 #: the variants run when none is given: one change each against the shipped recipe
 DEFAULT_VARIANTS = {
@@ -100,7 +101,7 @@ def rescore(args, root: Path, run_dir: Path, overrides: list[str]) -> dict:
         f"data.root={root}", f"train.precise_bn_batches={args.precise_bn}", *overrides])
     trainer = Trainer(recipe, output_dir=args.output, progress=False)
     trainer._build()  # data and model only: no run folder is created
-    load_model_weights(trainer.model, run_dir / "checkpoints" / "last.keras")
+    load_checkpoint(run_dir / "checkpoints" / "last.keras", model=trainer.model)
     started = time.perf_counter()
     trainer._precise_bn(recipe.train.epochs - 1)
     scores = trainer._evaluate()
@@ -136,7 +137,11 @@ def main() -> int:
         print(f"skipped: {missing_reason('CamVid')}", file=sys.stderr)
         return 2
     if args.rescore:
-        rescore(args, root, Path(args.rescore[0]), args.rescore[1:])
+        try:
+            rescore(args, root, Path(args.rescore[0]), args.rescore[1:])
+        except DensevisionError as error:  # no recipe.yaml or last.keras there, a bad override
+            print(f"error: --rescore {args.rescore[0]}: {error}", file=sys.stderr)
+            return 2
         return 0
     variants = {v[0]: v[1:] for v in args.variant} if args.variant else DEFAULT_VARIANTS
     with tempfile.TemporaryDirectory(prefix="camvid-subset-") as scratch:
