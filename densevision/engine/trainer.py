@@ -235,7 +235,7 @@ class Trainer:
         training); the raw weights wait in the optimiser's average slots meanwhile, so a second swap, or a resume
         from a checkpoint, carries on training exactly where it was. No-op without ``optimizer.ema_momentum``.
         """
-        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        inner = self._base_optimizer
         if not inner.use_ema:
             return
         with self.strategy.scope():
@@ -245,8 +245,13 @@ class Trainer:
                 var.assign(average.value)
                 average.assign(raw)
 
+    @property
+    def _base_optimizer(self) -> keras.optimizers.Optimizer:
+        """The optimiser itself, unwrapped from mixed_float16's LossScaleOptimizer."""
+        return getattr(self.optimizer, "inner_optimizer", self.optimizer)
+
     def _current_lr(self) -> float:
-        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        inner = self._base_optimizer
         schedule = inner._learning_rate
         value = schedule(inner.iterations) if callable(schedule) else schedule
         return float(keras.ops.convert_to_numpy(value))
